@@ -31,7 +31,25 @@
  * parsed as a command) and then parses the next command. The tag of the
  * bad command (if one was read) is in imap_parser_bad_tag(). After
  * limits.max_bad consecutive BADs, or a line/literal too large to skip
- * safely, feed returns IMAP_PARSE_FATAL. */
+ * safely, feed returns IMAP_PARSE_FATAL.
+ *
+ * Details of the contract:
+ * - Lines end in CRLF or a bare LF. Empty lines between commands are
+ *   ignored. Arguments are separated by exactly one SP (RFC 3501).
+ * - Tag: 1*ASTRING-CHAR except '+'. Name: 1*ATOM-CHAR.
+ * - Quoted strings take the escapes \" and \\ only; CR, LF, NUL and
+ *   bytes that are not valid UTF-8 in them are BAD (RFC 6855 lets UTF-8
+ *   through). Literals ({n}) may not hold NUL; literal8 (~{n}) may.
+ * - Literals read by the parser: each at most max_literal bytes, all of
+ *   one command together at most 4 * max_literal.
+ * - A non-synchronizing literal over its limit is BAD and skipped, but
+ *   FATAL when larger than 4 * max_append; a bad line whose skipped part
+ *   passes 4 * max_line is FATAL too.
+ * - The max_bad-th consecutive BAD is returned as FATAL (0: no limit);
+ *   DONE resets the count, empty lines and refused literals leave it.
+ * - imap_parser_error() text is meant to follow "tag BAD "; it starts
+ *   with a response code where one applies ("[TOOBIG] ...", "[LIMIT]
+ *   ..."). */
 #ifndef KURA_IMAP_PARSER_H
 #define KURA_IMAP_PARSER_H
 
@@ -88,7 +106,10 @@ struct imap_parser_limits {
 	unsigned max_bad;	/* consecutive BADs before FATAL */
 };
 
-/* Limits used before authentication and after it. */
+/* Limits used before authentication (line 8 KiB, literal 4 KiB, APPEND
+ * literal 4 KiB, depth 4, 32 arguments, 10 BADs) and after it (line
+ * 64 KiB, literal 1 MiB, APPEND literal 64 MiB, depth 32, 100000
+ * arguments, 10 BADs). */
 extern const struct imap_parser_limits imap_parser_limits_preauth;
 extern const struct imap_parser_limits imap_parser_limits_default;
 
@@ -118,12 +139,21 @@ bool imap_parser_literal_sync(const struct imap_parser *p);
 void imap_parser_literal_done(struct imap_parser *p, void *handle);
 /* After IMAP_PARSE_LITERAL, when the caller refuses the literal (too
  * big, over quota): the command is abandoned like a BAD one; for a
- * non-synchronizing literal the parser skips its bytes. */
+ * non-synchronizing literal the parser skips its bytes (and the rest of
+ * the command). The caller answers with the tag from
+ * imap_parser_bad_tag(). A refusal does not count toward max_bad. */
 void imap_parser_literal_refuse(struct imap_parser *p);
+/* After IMAP_PARSE_LITERAL: the command as read so far (tag, name and
+ * the top-level arguments before the literal: the mailbox, flags, date,
+ * earlier messages of a MULTIAPPEND), so that the caller can check them
+ * before accepting the literal. Valid until literal_done(),
+ * literal_refuse() or the next feed. At other times only tag and name
+ * are set (empty when not read yet). */
+const struct imap_cmd *imap_parser_partial(struct imap_parser *p);
 /* Reason for the last BAD/FATAL; static text. */
 const char *imap_parser_error(const struct imap_parser *p);
-/* Tag of the command that got BAD ("*" when none could be read); valid
- * until the next feed. */
+/* Tag of the command that got BAD ("*" when none could be read), or of
+ * the command whose literal was refused; valid until the next feed. */
 struct kstr imap_parser_bad_tag(const struct imap_parser *p);
 /* Drops any partial command. */
 void imap_parser_reset(struct imap_parser *p);

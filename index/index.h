@@ -48,6 +48,8 @@ enum mbox_special {
 
 #define INDEX_MAX_KEYWORDS 64
 #define INDEX_GUID_LEN 16
+/* Hierarchy separator of mailbox names. */
+#define INDEX_HIER_SEP '/'
 
 /* Fields computed once at APPEND (index/mime.h) and shared by every copy
  * of the message (refcounted). */

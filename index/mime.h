@@ -17,6 +17,37 @@
 #define MIME_MAX_DEPTH 32
 #define MIME_MAX_PARTS 2000
 
+/* Choices where the RFCs leave room (RFC 3501 7.4.2):
+ * - media type and subtype are written as sent in Content-Type; a missing
+ *   or syntactically invalid Content-Type gives "text" "plain"
+ *   ("charset" "us-ascii"); a text/ part without a charset parameter gets
+ *   ("charset" "us-ascii") appended to its parameters. In multipart/digest
+ *   the default is message/rfc822.
+ * - a missing or empty Content-Transfer-Encoding is "7BIT".
+ * - the first occurrence of a duplicated header field is used.
+ * - parameters: RFC 2231 continuations (name*0, name*1...) are joined in
+ *   order up to the first missing index; if any piece is extended
+ *   (name*0*=charset'lang'%xx) the result is named "name*" and keeps the
+ *   charset'lang'%xx form (plain pieces are %-encoded where needed), so
+ *   the client decodes it. A repeated parameter name keeps the first.
+ * - body-fld-lines = LF bytes in the body, plus one when the body is not
+ *   empty and does not end with LF. Body sizes are octets as stored.
+ *   The line break before a boundary delimiter belongs to the delimiter.
+ * - a multipart with no boundary parameter or no delimiter in its body
+ *   has one empty text/plain child (the grammar needs one); a container
+ *   (multipart, message/rfc822) nested MIME_MAX_DEPTH deep, or past
+ *   MIME_MAX_PARTS parts, is an opaque leaf written as "application"
+ *   "octet-stream" with its other fields.
+ * - ENVELOPE strings are the raw header values with line breaks removed
+ *   and surrounding white space trimmed (no RFC 2047 decoding); NUL bytes
+ *   are dropped; a value with 8-bit bytes or CR/LF is sent as a literal.
+ *   Addresses: a quoted local part keeps its quotes; a display name is
+ *   unquoted, its words joined by single spaces; an addr-spec followed by
+ *   a comment uses the comment as name; a missing local part or domain is
+ *   "MISSING_MAILBOX" / "MISSING_DOMAIN".
+ * - Content-Language is always written as a list: ("en" "fr").
+ */
+
 /* What APPEND computes and the index stores. Strings are malloc'ed,
  * NUL-terminated, and already in IMAP syntax, e.g. envelope =
  * ("Mon, 7 Feb 1994 21:52:25 -0800" "subject" (("name" NIL "mbox" "host"))
@@ -72,7 +103,40 @@ bool mime_header_decoded(const uint8_t *msg, size_t len, struct kstr name,
 			 struct buf *out);
 
 /* Folds UTF-8 text for case-insensitive comparison (simple Unicode case
- * folding; invalid bytes kept as they are). */
+ * folding of Latin, Greek, Cyrillic, Armenian and fullwidth letters;
+ * invalid bytes kept as they are). */
 void utf8_casefold(struct kstr in, struct buf *out);
+
+/* Lower-level helpers (index/mime_decode.c, index/mime_addr.c). Each
+ * appends to out and returns false when out->max would be passed (out
+ * then holds a partial result). */
+
+/* Base64 (lenient: characters outside the alphabet are skipped, '='
+ * ends a quantum so concatenated encodings decode). */
+bool mime_base64_decode(struct kstr in, struct buf *out);
+/* Quoted-printable: =XX (either case), soft line breaks, trailing white
+ * space removed; a malformed '=' is kept as it is. */
+bool mime_qp_decode(struct kstr in, struct buf *out);
+/* Converts in from charset to UTF-8 with iconv; US-ASCII, UTF-8, an empty
+ * or unknown charset copy the bytes unchanged; invalid input sequences
+ * become U+FFFD. */
+bool mime_charset_to_utf8(struct kstr charset, struct kstr in,
+			  struct buf *out);
+/* Header value to UTF-8: line breaks removed, RFC 2047 encoded-words (B
+ * and Q) decoded with white space between adjacent words dropped, raw
+ * 8-bit text that is not valid UTF-8 taken as ISO-8859-1. */
+bool mime_header_decode(struct kstr in, struct buf *out);
+/* Appends p as an IMAP string: "quoted" (with \ and \" escapes) when
+ * every byte is 7-bit and not CR/LF, otherwise a literal {n}\r\n...;
+ * NUL bytes are dropped. */
+bool mime_imap_string(struct buf *out, const uint8_t *p, size_t len);
+/* Appends the ENVELOPE address list of a raw header value (RFC 5322 with
+ * obsolete forms, groups and routes; see the choices above), or NIL when
+ * it holds no address. *written_r tells which. */
+bool mime_address_list(struct kstr value, struct buf *out, bool *written_r);
+/* Parses an RFC 5322 date (obsolete forms too: 2-digit years, named
+ * zones, no seconds, no day name). *t_r is Unix time (clamped at 0),
+ * *tz_min_r the zone offset. false if it is not a date. */
+bool mime_date_parse(struct kstr s, int64_t *t_r, int *tz_min_r);
 
 #endif

@@ -1,0 +1,224 @@
+/* Private to index/: the in-memory account, the undo journal used while
+ * evaluating transactions, and the functions the index_*.c files share.
+ *
+ * Files:
+ *   index.c        index, per-thread account maps, accessors, helpers,
+ *                  message bodies, object keys, the account lock
+ *   index_apply.c  log entry ops (JSON) applied to the in-memory state,
+ *                  with an undo journal; uid-set strings
+ *   index_snap.c   snapshots: writing and loading
+ *   index_txn.c    transactions: evaluation, commit with retry and group
+ *                  commit, refresh, account load */
+#ifndef KURA_INDEX_INT_H
+#define KURA_INDEX_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "index/index.h"
+
+#define INDEX_FORMAT_VERSION 1
+#define INDEX_MAX_USER 255
+#define INDEX_MAX_NAME 1000
+#define INDEX_MAX_KEYWORD_LEN 255
+#define INDEX_MAX_MAILBOXES 10000
+/* Largest log entry / snapshot object read back. */
+#define INDEX_ENTRY_MAX ((size_t)256 << 20)
+#define INDEX_OBJECT_MAX ((size_t)1024 << 20)
+#define INDEX_COMMIT_ATTEMPTS 50
+#define INDEX_PUT_TRIES 3
+#define INDEX_LRU_MAX 1000
+/* A warm account checks the snapshot hint at most this often, to notice
+ * log entries swept away under it (see index_txn.c). */
+#define INDEX_HINT_CHECK_SEC 60
+
+/* struct mailbox plus what only the index sees. */
+struct mbox_priv {
+	struct mailbox mb;
+	/* Seq of the snapshot holding this mailbox's object (0: none). */
+	uint64_t snap_ref;
+	/* Seq of the last entry that changed the mailbox object (messages,
+	 * keywords, uidnext, highestmodseq, expunged). */
+	uint64_t last_change;
+};
+
+static inline struct mbox_priv *mbox_priv(struct mailbox *mb)
+{
+	return (struct mbox_priv *)mb;
+}
+
+struct index_thread;
+
+struct index {
+	struct store *store;
+	struct cache *cache;
+	struct index_settings set;
+	char node[64];
+	/* Per-thread account maps of this index (under the global lock). */
+	struct index_thread *threads;
+};
+
+struct task;
+struct commit_part;
+
+/* A task waiting for the account lock. A commit participant waits as
+ * one too (part != NULL): a leader may take its transaction into a group
+ * commit and remove it from the queue instead of granting the lock. */
+struct lock_waiter {
+	struct task *task;
+	struct lock_waiter *next;
+	struct commit_part *part;
+	bool granted;
+};
+
+struct account {
+	struct index *idx;
+	struct index_thread *ts;
+	char *user;
+	/* "u/<h>/<escaped user>/" */
+	char *prefix;
+	unsigned refs;
+	bool loaded;
+
+	/* The state as of log entry `seq`. */
+	uint64_t seq;
+	uint64_t modseq;
+	uint64_t next_mailbox_id;
+	uint32_t last_uidvalidity;
+	struct mailbox **mbs;	/* sorted by name */
+	size_t nmbs, mbs_cap;
+	struct mailbox **by_id;	/* the same, sorted by id */
+	size_t by_id_cap;
+	char **subs;		/* sorted */
+	size_t nsubs, subs_cap;
+
+	/* Newest snapshot known to exist (or being written). */
+	uint64_t snap_seq;
+	bool snap_running;
+	uint64_t hint_checked_usec;
+
+	/* Store I/O that changes the state (load, refresh, commit) runs
+	 * under this lock, handed from one task to the next. */
+	bool locked;
+	struct lock_waiter *wait_head, *wait_tail;
+	struct commit_part *cq_head, *cq_tail;
+
+	struct account_listener *listeners;
+
+	/* Per-thread map and LRU of unreferenced accounts. */
+	struct account *hnext;
+	struct account *lru_prev, *lru_next;
+	bool in_lru;
+};
+
+/* ---- index.c ---- */
+
+/* Object key under the account's prefix: prefix + printf(fmt). */
+char *account_key(const struct account *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Escapes a user name for keys: bytes outside [A-Za-z0-9._@+-] and dots
+ * that could form "." / ".." path components as %XX. */
+void index_user_escape(const char *user, char *out, size_t outlen);
+
+/* Lock for store I/O on an account. Inside a task, waits; outside a
+ * task, fails with KURA_EUNAVAIL when another task holds it. */
+int account_lock(struct account *a, const char **error_r);
+void account_unlock(struct account *a);
+void account_notify(struct account *a);
+/* Drops the whole in-memory state (before a reload). */
+void account_state_clear(struct account *a);
+
+/* Reads an immutable object: cache first, then the store (the copy is
+ * put into the cache). Returns 0, KURA_ENOTFOUND, KURA_EUNAVAIL,
+ * KURA_ECORRUPT (too big). */
+int index_obj_get(struct index *idx, const char *key, size_t max,
+		  struct buf *out, const char **error_r);
+/* Sleeps msec: task_sleep_ms inside a task, nanosleep outside. */
+void index_sleep_ms(uint64_t msec);
+
+/* ---- mailbox structure (index_apply.c) ---- */
+
+struct mailbox *mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
+			   uint32_t special, uint64_t modseq);
+void mbox_free(struct mailbox *mb);
+/* Inserts mb into both sorted arrays. */
+void acct_mbox_insert(struct account *a, struct mailbox *mb);
+/* Removes mb from both arrays (does not free). */
+void acct_mbox_remove(struct account *a, struct mailbox *mb);
+struct mailbox *acct_mbox_by_name(const struct account *a, const char *name);
+/* "inbox" in any case -> "INBOX", also as the first component. Returns
+ * a malloc'ed string. */
+char *mbox_name_normalize(struct kstr name);
+/* Keyword index in mb (case-insensitive), or -1. */
+int mbox_keyword_find(const struct mailbox *mb, const char *kw);
+struct msg_meta *meta_new(void);
+struct msg_meta *meta_ref(struct msg_meta *m);
+void meta_unref(struct msg_meta **m);
+int subs_find(const struct account *a, const char *name, size_t *pos_r);
+
+/* ---- uid sets "1:5,7" ---- */
+
+struct uid_range {
+	uint32_t lo, hi;
+};
+/* Appends the ranges of sorted uids to out. */
+void uidset_write(struct buf *out, const uint32_t *uids, size_t n);
+/* Parses a uid set. Returns false on bad syntax. *r_r is malloc'ed. */
+bool uidset_parse(const char *s, struct uid_range **r_r, size_t *n_r);
+
+/* ---- the undo journal ---- */
+
+struct undo_rec;
+struct undo {
+	struct undo_rec *r;
+	size_t n, cap;
+};
+void undo_init(struct undo *u);
+/* Reverts records [mark, n) in reverse order. */
+void undo_rollback(struct account *a, struct undo *u, size_t mark);
+void undo_deinit(struct account *a, struct undo *u);
+/* Records the account scalars (seq, modseq, ids) for rollback. */
+void undo_save_account(struct account *a, struct undo *u);
+
+/* Applies one op (a JSON object, format in index_apply.c) to the state,
+ * recording undo information when u is not NULL. `seq` is the entry
+ * being applied. A malformed op is skipped with a log line (every node
+ * skips it the same way). */
+void apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u);
+/* Checks the envelope of an entry read from the store and applies its
+ * ops. Returns 0 or KURA_ECORRUPT (nothing applied). */
+int apply_entry(struct account *a, json_t *entry, uint64_t seq);
+
+/* ---- snapshots (index_snap.c) ---- */
+
+/* Loads the snapshot `seq` into an empty account state. Returns 0,
+ * KURA_ENOTFOUND (no such snapshot or part missing), KURA_ECORRUPT,
+ * KURA_EUNAVAIL. On error the state is cleared. */
+int snap_load(struct account *a, uint64_t seq, const char **error_r);
+/* Newest snapshot by listing the store (0 if none). */
+int snap_find_newest(struct account *a, uint64_t below, uint64_t *seq_r,
+		     const char **error_r);
+/* Reads the hint "snap/latest"; 0 if absent. */
+int snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r);
+/* Starts a snapshot of the current state if one is due; the writes
+ * happen in a task of their own (or inline outside a task). Call with
+ * the lock held. */
+void snap_maybe_start(struct account *a);
+
+/* Serializes one mailbox object / the mailboxes object (exposed for
+ * tests and kura-ctl dumps). */
+char *snap_mbox_json(const struct account *a, const struct mailbox *mb,
+		     uint64_t seq, size_t *len_r);
+
+/* ---- transactions (index_txn.c) ---- */
+
+/* Loads the account state (lock held). */
+int account_load(struct account *a, const char **error_r);
+/* Reads and applies entries after a->seq (lock held). *changed_r tells
+ * whether anything was applied. */
+int account_read_forward(struct account *a, bool *changed_r,
+			 const char **error_r);
+void txn_cancel_parts(struct account *a);
+
+#endif

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs every test: unit programs, the fuzz regression replay, and the
+# integration suite against a real kura-imapd. Ends with one line
+# "N passed, N failed" summing all of them.
+# Usage: tests/run-all.sh BUILD_DIR
+B=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+LOG=$(mktemp -d /tmp/kura-test.XXXXXX)
+status=0
+
+echo "== unit tests"
+for t in "$B"/tests/test_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	if ! "$t" > "$LOG/$name.out" 2>&1; then
+		status=1
+		echo "-- $name failed:"; tail -30 "$LOG/$name.out"
+	fi
+	grep -E '^unit .*: [0-9]+ passed, [0-9]+ failed' "$LOG/$name.out" || {
+		echo "unit $name: 0 passed, 1 failed (no summary line)" | tee -a "$LOG/$name.out"; status=1; }
+done
+
+echo "== fuzz regression replay"
+if [ -x "$B/tests/fuzz-replay" ]; then
+	"$B/tests/fuzz-replay" tests/fuzz/regress > "$LOG/fuzz.out" 2>&1 || status=1
+	tail -1 "$LOG/fuzz.out"
+fi
+
+echo "== integration tests"
+KURA_BIN="$B/kura-imapd" python3 tests/integ/run.py > "$LOG/integ.out" 2>&1 || status=1
+grep -vE '^(ok|PASS) ' "$LOG/integ.out" | tail -60
+
+passed=0; failed=0
+for f in "$LOG"/*.out; do
+	for line in $(grep -hoE '[0-9]+ passed, [0-9]+ failed' "$f" | tr ' ,' '_;'); do
+		p=$(echo "$line" | sed -E 's/^([0-9]+)_passed.*/\1/')
+		q=$(echo "$line" | sed -E 's/.*_([0-9]+)_failed$/\1/')
+		passed=$((passed + p)); failed=$((failed + q))
+	done
+done
+rm -rf "$LOG"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$status" -eq 0 ]
