@@ -104,16 +104,6 @@ static bool plaintext_ok(struct session *s)
 	}
 }
 
-static bool user_name_ok(struct kstr u)
-{
-	if (u.len == 0 || u.len > 255)
-		return false;
-	for (size_t i = 0; i < u.len; i++)
-		if (u.p[i] <= 0x20 || u.p[i] >= 0x7f || u.p[i] == ':' || u.p[i] == '/')
-			return false;
-	return true;
-}
-
 /* Checks the password; on success schedules the account load and the
  * tagged reply (possibly on another worker), else answers NO. */
 static void auth_attempt(struct cmd_ctx *cx, struct kstr user, struct kstr pass)
@@ -124,7 +114,7 @@ static void auth_attempt(struct cmd_ctx *cx, struct kstr user, struct kstr pass)
 	const char *rerr = NULL;
 	if (users_reload_if_changed(s->srv->users, &rerr) < 0)
 		log_warn("event=users-reload-failed error=\"%s\"", rerr ? rerr : "");
-	bool ok = user_name_ok(user) && users_verify(s->srv->users, user, pass.p, pass.len);
+	bool ok = users_name_is_valid(user) && users_verify(s->srv->users, user, pass.p, pass.len);
 	if (!ok) {
 		c->auth_failures++;
 		log_info("event=auth-failed conn=%llu peer=%s user=\"%s\" failures=%u",

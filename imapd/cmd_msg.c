@@ -394,6 +394,13 @@ void cmd_fetch(struct cmd_ctx *cx)
 		buf_reset(&out);
 		ret = fetch_render(&out, items, mb, m, msn, session_is_recent(s, m->uid),
 				   add_flags, buf_kstr(&msg));
+		if (ret == KURA_ECORRUPT) {
+			buf_deinit(&msg);
+			buf_deinit(&out);
+			session_tagged(s, cx->tag, "NO", "UNKNOWN-CTE",
+				       "Unknown content-transfer-encoding");
+			return;
+		}
 		if (ret < 0) {
 			buf_deinit(&msg);
 			buf_deinit(&out);

@@ -137,6 +137,7 @@ void conn_accepted(struct worker *w, int fd, bool tls)
 	buf_init(&c->in, CONN_IN_MAX);
 	buf_init(&c->out, 0);
 	buf_init(&c->wire, 0);
+	buf_init(&c->tls_backlog, 64 * 1024);
 	loop_timer_init(&c->keepalive_timer);
 	loop_timer_init(&c->poll_timer);
 	loop_timer_init(&c->timeout_timer);
@@ -341,9 +342,9 @@ static void recv_done(struct loop_op *op, int res, uint32_t flags)
 				return;
 			}
 			if (!progress) {
-				conn_mark_dead(c, "tls-stall");
-				conn_release_maybe(c);
-				return;
+				/* c->in is full: keep the rest for later. */
+				buf_append(&c->tls_backlog, c->rbuf + fed, (size_t)res - fed);
+				break;
 			}
 		}
 		conn_flush(c);	/* handshake bytes */
@@ -410,6 +411,7 @@ static void conn_release_maybe(struct conn *c)
 	buf_deinit(&c->in);
 	buf_deinit(&c->out);
 	buf_deinit(&c->wire);
+	buf_deinit(&c->tls_backlog);
 	free(c->rbuf);
 	close(c->fd);
 	conn_unlink(c);
@@ -463,8 +465,10 @@ static bool take_line(struct conn *c, size_t max, struct kstr *line_r, bool *too
 {
 	uint8_t *p = buf_head(&c->in);
 	size_t n = buf_used(&c->in);
-	uint8_t *nl = memchr(p, '\n', n);
 	*too_long_r = false;
+	if (n == 0)
+		return false;
+	uint8_t *nl = memchr(p, '\n', n);
 	if (nl == NULL) {
 		if (n > max)
 			*too_long_r = true;
@@ -604,12 +608,33 @@ static void conn_bad(struct conn *c, const char *what)
 		 c->peer, log_escape(tag.p, tag.len, esc, sizeof(esc)), what, err);
 }
 
+/* Moves plaintext that TLS holds (or ciphertext we could not feed yet)
+ * into c->in once there is room. */
+static void conn_tls_pull(struct conn *c)
+{
+	if (c->tls == NULL || c->dead)
+		return;
+	while (buf_used(&c->tls_backlog) > 0) {
+		ssize_t n = tls_conn_feed(c->tls, buf_head(&c->tls_backlog),
+					  buf_used(&c->tls_backlog));
+		if (n <= 0)
+			break;
+		buf_consume(&c->tls_backlog, (size_t)n);
+		if (tls_conn_read(c->tls, &c->in) <= 0)
+			break;
+	}
+	while (tls_conn_read(c->tls, &c->in) > 0)
+		;
+}
+
 static void conn_process(struct conn *c)
 {
+	conn_tls_pull(c);
 	while (!c->dead && !c->handoff && !c->closing) {
 		if (c->task != NULL) {
 			if (c->wait == CONN_WAIT_LINE) {
-				uint8_t *nl = memchr(buf_head(&c->in), '\n', buf_used(&c->in));
+				uint8_t *nl = buf_used(&c->in) == 0 ? NULL :
+					memchr(buf_head(&c->in), '\n', buf_used(&c->in));
 				if (nl != NULL || buf_used(&c->in) >= CONN_IN_MAX - CONN_RBUF_SIZE) {
 					c->wait = CONN_WAIT_NONE;
 					task_wake(c->task);
@@ -645,6 +670,8 @@ static void conn_process(struct conn *c)
 				imap_parser_literal_done(c->parser, c->lit_cur);
 			continue;
 		}
+		if (buf_used(&c->in) < 4096)
+			conn_tls_pull(c);
 		if (buf_used(&c->in) == 0)
 			break;
 		size_t consumed = 0;
@@ -757,7 +784,7 @@ static void conn_handoff_continue(struct conn *c)
 	if (c->send_inflight || c->cancel_inflight)
 		return;
 	struct server *srv = c->w->srv;
-	unsigned target = server_worker_for_user(srv, c->sess->user);
+	unsigned target = server_worker_for_user(srv, c->sess->login_user);
 	struct loop *l = c->w->loop;
 	loop_timer_stop(l, &c->keepalive_timer);
 	loop_timer_stop(l, &c->poll_timer);
@@ -770,7 +797,7 @@ static void conn_handoff_continue(struct conn *c)
 void conn_maybe_handoff(struct conn *c)
 {
 	struct server *srv = c->w->srv;
-	unsigned target = server_worker_for_user(srv, c->sess->user);
+	unsigned target = server_worker_for_user(srv, c->sess->login_user);
 	if (target == c->w->id) {
 		session_finish_handoff(c->sess);
 		return;

@@ -365,6 +365,12 @@ void fetch_items_add_modseq(struct fetch_items *it)
 	it->has_modseq = true;
 }
 
+/* buf_kstr() of a buffer that never allocated would offset NULL. */
+static struct kstr buf_view(const struct buf *b)
+{
+	return b->data != NULL ? buf_kstr(b) : kstr_make(NULL, 0);
+}
+
 /* Output with a sticky failure flag: after the first refused append
  * nothing more is written, and the caller rolls back. */
 struct wr {
@@ -409,7 +415,7 @@ static void w_flags(struct wr *w, struct buf *small, const struct mailbox *mb,
 	buf_reset(small);
 	index_flags_write(small, mb, m, recent);
 	w_str(w, "(");
-	w_kstr(w, buf_kstr(small));
+	w_kstr(w, buf_view(small));
 	w_str(w, ")");
 }
 
@@ -440,7 +446,7 @@ static int section_bytes(struct kstr msg, struct kstr spec, bool binary,
 		       mime_section(msg.p, msg.len, spec, tmp);
 	if (ret < 0)
 		return ret;
-	*r = buf_kstr(tmp);
+	*r = buf_view(tmp);
 	return 0;
 }
 
@@ -518,7 +524,7 @@ int fetch_render(struct buf *out, const struct fetch_items *it,
 			buf_reset(&small);
 			imap_datetime_write(&small, m->internaldate,
 					    m->idate_tz_min);
-			w_kstr(&w, buf_kstr(&small));
+			w_kstr(&w, buf_view(&small));
 			break;
 		case FA_RFC822_SIZE:
 			w_u64(&w, m->size);

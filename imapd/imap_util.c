@@ -653,10 +653,12 @@ void imap_write_nstring(struct buf *out, const uint8_t *p, size_t len)
 
 void imap_write_astring(struct buf *out, struct kstr s)
 {
-	/* "NIL" as an atom would read as NIL where an nstring may stand. */
+	/* "NIL" as an atom would read as NIL where an nstring may stand;
+	 * brackets in atoms trip up clients (and our own parser, which
+	 * reads "a[b c]" as one atom), so names holding them are quoted. */
 	bool atom = s.len > 0 && !kstr_eq_ci(s, "NIL");
 	for (size_t i = 0; atom && i < s.len; i++) {
-		if (!imap_is_atom_char(s.p[i]) && s.p[i] != ']')
+		if (!imap_is_atom_char(s.p[i]) || s.p[i] == '[')
 			atom = false;
 	}
 	if (atom)

@@ -24,9 +24,12 @@ struct seqset {
 	size_t count;
 };
 
-/* Parses "1,3:5,7:*" etc. Returns false on bad syntax, zero, or more than
- * max_ranges ranges. star: value of '*'. The result is malloc'ed; free
- * with seqset_free(). */
+/* Parses "1,3:5,7:*" etc. Returns false on bad syntax, zero, a number
+ * with a leading zero or above 4294967295, or more than max_ranges
+ * ranges as written (0: no limit). star: value of '*'; with star 0 (an
+ * empty mailbox) '*' stands for 0, which matches no message. The result
+ * is malloc'ed; free with seqset_free(). On failure *set_r is empty and
+ * needs no freeing. */
 bool seqset_parse(struct kstr s, uint32_t star, size_t max_ranges,
 		  struct seqset *set_r);
 bool seqset_contains(const struct seqset *set, uint32_t v);
@@ -34,21 +37,32 @@ void seqset_free(struct seqset *set);
 /* Whether s is syntactically a sequence set (for telling a set from a
  * search key). */
 bool seqset_is_valid(struct kstr s);
-/* Writes a sorted array of numbers as a compact set ("1:3,7"). */
+/* Writes a sorted array of numbers as a compact set ("1:3,7");
+ * duplicates are allowed, n = 0 writes nothing. */
 void seqset_write(struct buf *out, const uint32_t *v, size_t n);
 
 /* Modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8. Both return false on
  * malformed input (e.g. non-canonical base64, "&" not closed, bad
- * UTF-8). */
+ * UTF-8) or when out's max is reached; out may then hold a part.
+ * Canonical means: printable ASCII only directly ("&-" for "&"), raw
+ * bytes only 0x20-0x7e, base64 runs of whole UTF-16 characters with
+ * zero padding bits and no spare digit, valid surrogate pairs, no two
+ * runs side by side, no U+0000. utf8_to_mutf7() writes exactly that
+ * form, so the two are inverse. */
 bool mutf7_to_utf8(struct kstr in, struct buf *out);
 bool utf8_to_mutf7(struct kstr in, struct buf *out);
 /* Whether in is valid modified UTF-7. */
 bool mutf7_is_valid(struct kstr in);
 
-/* Date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (APPEND, INTERNALDATE). Returns
- * false on bad syntax or range. *tz_min_r: zone offset in minutes. */
+/* Date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (APPEND, INTERNALDATE), without
+ * the quotes; the day may also be " d" or "d", the month any case.
+ * Returns false on bad syntax or range (year 0000, a day the month
+ * lacks, zone beyond +-2359). *t_r: seconds since the epoch (UTC);
+ * *tz_min_r: zone offset in minutes. */
 bool imap_datetime_parse(struct kstr s, int64_t *t_r, int *tz_min_r);
-/* Writes the quoted INTERNALDATE form for t shown in zone tz_min. */
+/* Writes the quoted INTERNALDATE form for t shown in zone tz_min
+ * ("\"05-Mar-2024 10:00:00 +0100\"", two-digit day); years are clamped
+ * to 0001-9999, a zone beyond +-2359 is shown as +0000. */
 void imap_datetime_write(struct buf *out, int64_t t, int tz_min);
 /* Date "d-Mon-yyyy" or "dd-Mon-yyyy" (SEARCH); *t_r = 00:00 UTC of that
  * day. */
@@ -59,7 +73,9 @@ bool imap_date_parse(struct kstr s, int64_t *t_r);
 void imap_write_string(struct buf *out, struct kstr s);
 /* Always quoted or literal (never an atom); NIL for a NULL pointer. */
 void imap_write_nstring(struct buf *out, const uint8_t *p, size_t len);
-/* Writes a mailbox name (wire form, mUTF-7) as an astring. */
+/* Writes a mailbox name (wire form, mUTF-7) as an astring: an atom when
+ * every byte is an ATOM-CHAR other than '[' and it is not "NIL", else as
+ * imap_write_string(). */
 void imap_write_astring(struct buf *out, struct kstr s);
 /* Whether c may appear in an atom (RFC 3501 ATOM-CHAR). */
 bool imap_is_atom_char(uint8_t c);

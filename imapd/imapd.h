@@ -111,6 +111,7 @@ struct conn {
 	struct buf in;		/* plaintext input not yet parsed */
 	struct buf out;		/* plaintext output not yet handed to send */
 	struct buf wire;	/* bytes being sent */
+	struct buf tls_backlog;	/* ciphertext TLS could not take yet */
 	struct tls_conn *tls;
 
 	struct imap_parser *parser;

@@ -701,7 +701,7 @@ int search_match(const struct search_prog *p, const struct search_msg *sm,
 	/* Keywords are resolved by name now, while sm->mb is still valid. */
 	for (unsigned i = 0; i < p->nkw; i++) {
 		int idx = mailbox_keyword_find(sm->mb, p->kw_names[i]);
-		kw_res[i] = idx >= 0 && idx < 64 &&
+		kw_res[i] = idx >= 0 && idx < INDEX_MAX_KEYWORDS &&
 			    (m->keywords & ((uint64_t)1 << idx)) != 0;
 	}
 	e.kw_res = kw_res;

@@ -25,7 +25,7 @@ struct tls_conn {
 	bool shutdown_sent;
 };
 
-static __thread char errbuf[512];
+static __thread char errbuf[1024];
 
 /* The TLS 1.2 suites: forward secrecy and AEAD only. */
 static const char tls12_ciphers[] = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL";
@@ -34,12 +34,18 @@ static const char groups[] = "X25519:P-256:P-384";
 static const char *ssl_error_text(const char *what)
 {
 	unsigned long e = ERR_get_error();
-	char reason[256];
-	if (e != 0)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	else
-		snprintf(reason, sizeof(reason), "unknown error");
-	snprintf(errbuf, sizeof(errbuf), "%s: %s", what, reason);
+	const char *reason = NULL;
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		reason = strerror(ERR_GET_REASON(e));
+	else if (e != 0)
+		reason = ERR_reason_error_string(e);
+	char code[256];
+	if (reason == NULL && e != 0) {
+		ERR_error_string_n(e, code, sizeof(code));
+		reason = code;
+	}
+	snprintf(errbuf, sizeof(errbuf), "%s: %s", what,
+		 reason != NULL ? reason : "unknown error");
 	ERR_clear_error();
 	return errbuf;
 }

@@ -23,7 +23,8 @@
  *     does not send) makes the connection fail.
  *   - OpenSSL's own record buffers are released whenever they are empty
  *     (SSL_MODE_RELEASE_BUFFERS), and [in]/[out] are freed when empty, so
- *     an idle TLS connection holds only the SSL object (a few KiB).
+ *     an idle TLS connection holds only the SSL object (about 14 KiB
+ *     with OpenSSL 3.0, measured; 47 KiB without releasing buffers).
  *
  * STARTTLS: create the tls_conn when the tagged OK has been queued, and
  * discard any plaintext input that arrived after the STARTTLS command

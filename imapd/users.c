@@ -40,12 +40,16 @@ struct user_table {
 
 struct users {
 	char *path;
-	pthread_rwlock_t lock;
+	pthread_mutex_t reload_lock;	/* one reloader at a time */
+	pthread_rwlock_t lock;		/* guards t */
 	struct user_table *t;
 	dev_t dev;
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
+	/* The version of the file that failed to load, reported once. */
+	bool failed;
+	struct stat failed_st;
 };
 
 static __thread char errbuf[512];
@@ -382,6 +386,14 @@ static int load_table(const char *path, struct user_table **t_r,
 	return r;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+		a->st_size == b->st_size &&
+		a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+		a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static void remember_stat(struct users *u, const struct stat *st)
 {
 	u->dev = st->st_dev;
@@ -400,6 +412,7 @@ int users_load(const char *path, struct users **users_r,
 		return r;
 	struct users *u = xcalloc(1, sizeof(*u));
 	u->path = xstrdup(path);
+	pthread_mutex_init(&u->reload_lock, NULL);
 	pthread_rwlock_init(&u->lock, NULL);
 	u->t = t;
 	remember_stat(u, &st);
@@ -414,6 +427,7 @@ void users_destroy(struct users **users)
 		return;
 	table_free(&u->t);
 	pthread_rwlock_destroy(&u->lock);
+	pthread_mutex_destroy(&u->reload_lock);
 	free(u->path);
 	free(u);
 	*users = NULL;
@@ -421,28 +435,42 @@ void users_destroy(struct users **users)
 
 int users_reload_if_changed(struct users *u, const char **error_r)
 {
+	/* Another thread is already reloading: its result will do. */
+	if (pthread_mutex_trylock(&u->reload_lock) != 0)
+		return 0;
 	struct stat st;
+	int r = 0;
 	if (stat(u->path, &st) < 0) {
-		int err = -errno;
+		r = -errno;
 		*error_r = fmt_error("%s: cannot stat users file: %s", u->path,
 				     strerror(errno));
-		return err;
+		goto out;
 	}
-	if (st.st_dev == u->dev && st.st_ino == u->ino &&
-	    st.st_size == u->size && st.st_mtim.tv_sec == u->mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == u->mtime.tv_nsec)
-		return 0;
+	/* Only this thread writes the stat fields (under reload_lock), so
+	 * reading them here needs no rwlock. */
+	if ((st.st_dev == u->dev && st.st_ino == u->ino &&
+	     st.st_size == u->size && st.st_mtim.tv_sec == u->mtime.tv_sec &&
+	     st.st_mtim.tv_nsec == u->mtime.tv_nsec) ||
+	    (u->failed && same_file(&st, &u->failed_st)))
+		goto out;
 	struct user_table *t;
-	int r = load_table(u->path, &t, &st, error_r);
-	if (r < 0)
-		return r;
+	r = load_table(u->path, &t, &st, error_r);
+	if (r < 0) {
+		u->failed = true;
+		u->failed_st = st;
+		goto out;
+	}
+	u->failed = false;
 	pthread_rwlock_wrlock(&u->lock);
 	struct user_table *old = u->t;
 	u->t = t;
 	remember_stat(u, &st);
 	pthread_rwlock_unlock(&u->lock);
 	table_free(&old);
-	return 1;
+	r = 1;
+out:
+	pthread_mutex_unlock(&u->reload_lock);
+	return r;
 }
 
 size_t users_count(struct users *u)

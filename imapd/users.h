@@ -58,9 +58,13 @@ int users_load(const char *path, struct users **users_r,
 void users_destroy(struct users **users);
 
 /* Re-reads the file if its mtime, size or inode changed since the last
- * (re)load. Returns 1 when reloaded, 0 when unchanged, negative with
- * *error_r (as users_load) when the new file cannot be loaded, in which
- * case the old table stays in use. */
+ * (re)load: one stat() when nothing changed, cheap enough to call before
+ * every login. Returns 1 when reloaded, 0 when unchanged (or when another
+ * thread is reloading right now), negative with *error_r (as users_load)
+ * when the new file cannot be loaded; then the old table stays in use and
+ * that same version of the file is not retried or reported again (0)
+ * until it changes. A stat() failure (e.g. the file was removed) is
+ * reported every time. Thread-safe. */
 int users_reload_if_changed(struct users *users, const char **error_r);
 
 /* Number of users in the current table. */

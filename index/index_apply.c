@@ -588,10 +588,9 @@ static const char *j_str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-static char *j_strdup_or_null(json_t *o, const char *k)
+static char *j_bytes_dup(json_t *o, const char *k)
 {
-	const char *s = j_str(o, k);
-	return s != NULL ? xstrdup(s) : NULL;
+	return json_bytes_dup(json_object_get(o, k));
 }
 
 static void op_skip(const struct account *a, const char *op, uint64_t seq,
@@ -822,9 +821,9 @@ static void apply_append(struct account *a, json_t *op, uint64_t seq,
 	}
 	if (m.meta == NULL) {
 		m.meta = meta_new();
-		m.meta->envelope = j_strdup_or_null(op, "env");
-		m.meta->bodystructure = j_strdup_or_null(op, "bs");
-		m.meta->body = j_strdup_or_null(op, "body");
+		m.meta->envelope = j_bytes_dup(op, "env");
+		m.meta->bodystructure = j_bytes_dup(op, "bs");
+		m.meta->body = j_bytes_dup(op, "body");
 		m.meta->sent_date = sent;
 		m.meta->sent_tz_min = (int)(stz < -1440 || stz > 1440 ? 0 : stz);
 		m.meta->header_size = (uint32_t)KURA_MIN(hsize, UINT32_MAX);
@@ -1058,4 +1057,170 @@ int apply_entry(struct account *a, json_t *entry, uint64_t seq)
 	}
 	a->seq = seq;
 	return 0;
+}
+
+/* ---- byte strings in JSON ----
+ *
+ * Cached fields (ENVELOPE etc.) may hold 8-bit bytes that are not UTF-8,
+ * which JSON cannot carry: such a string is written as {"b64":"..."}. */
+
+bool utf8_is_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = p[i];
+		size_t len;
+		uint32_t cp;
+		if (c < 0x80) {
+			if (c == 0)
+				return false;
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + len > n)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_encode(struct buf *out, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		char q[4] = { b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
+			      i + 1 < n ? b64chars[(v >> 6) & 63] : '=',
+			      i + 2 < n ? b64chars[v & 63] : '=' };
+		buf_append(out, q, 4);
+	}
+}
+
+static int b64_val(char c)
+{
+	const char *p = c != '\0' ? strchr(b64chars, c) : NULL;
+	return p != NULL ? (int)(p - b64chars) : -1;
+}
+
+static char *b64_decode(const char *s)
+{
+	size_t n = strlen(s);
+	if (n % 4 != 0)
+		return NULL;
+	char *out = xmalloc(n / 4 * 3 + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+		for (int k = 0; k < 4; k++)
+			v[k] = s[i + k] == '=' && i + 4 == n && k >= 2 ?
+			       0 : b64_val(s[i + k]);
+		if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0) {
+			free(out);
+			return NULL;
+		}
+		uint32_t x = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) |
+			     ((uint32_t)v[2] << 6) | (uint32_t)v[3];
+		out[o++] = (char)(x >> 16);
+		if (s[i + 2] != '=')
+			out[o++] = (char)(x >> 8);
+		if (s[i + 3] != '=')
+			out[o++] = (char)x;
+	}
+	out[o] = '\0';
+	if (strlen(out) != o) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+json_t *json_bytes(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	size_t n = strlen(s);
+	if (utf8_is_valid(s, n))
+		return json_stringn(s, n);
+	struct buf b;
+	buf_init(&b, 0);
+	b64_encode(&b, (const uint8_t *)s, n);
+	json_t *v = json_pack("{s:s%}", "b64", b.data != NULL ?
+			      (const char *)b.data : "", buf_used(&b));
+	buf_deinit(&b);
+	return v;
+}
+
+char *json_bytes_dup(json_t *v)
+{
+	if (json_is_string(v))
+		return xstrdup(json_string_value(v));
+	if (json_is_object(v)) {
+		const char *s = json_string_value(json_object_get(v, "b64"));
+		return s != NULL ? b64_decode(s) : NULL;
+	}
+	return NULL;
+}
+
+void json_buf_bytes(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (s == NULL) {
+		buf_append(b, "null", 4);
+		return;
+	}
+	size_t n = strlen(s);
+	if (!utf8_is_valid(s, n)) {
+		buf_append_str(b, "{\"b64\":\"");
+		b64_encode(b, (const uint8_t *)s, n);
+		buf_append(b, "\"}", 2);
+		return;
+	}
+	uint8_t *o = buf_reserve(b, n * 6 + 2);
+	size_t k = 0;
+	o[k++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			o[k++] = '\\';
+			o[k++] = c;
+		} else if (c < 0x20) {
+			o[k++] = '\\';
+			o[k++] = 'u';
+			o[k++] = '0';
+			o[k++] = '0';
+			o[k++] = (uint8_t)hex[c >> 4];
+			o[k++] = (uint8_t)hex[c & 15];
+		} else {
+			o[k++] = c;
+		}
+	}
+	o[k++] = '"';
+	buf_commit(b, k);
 }

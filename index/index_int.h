@@ -112,6 +112,13 @@ struct account {
 	bool in_lru;
 };
 
+/* Unread bytes of b as chars; never NULL (an empty buffer may have no
+ * memory). */
+static inline const char *buf_chars(const struct buf *b)
+{
+	return b->data != NULL ? (const char *)b->data + b->pos : "";
+}
+
 /* ---- index.c ---- */
 
 /* Object key under the account's prefix: prefix + printf(fmt). */
@@ -129,11 +136,11 @@ void account_notify(struct account *a);
 /* Drops the whole in-memory state (before a reload). */
 void account_state_clear(struct account *a);
 
-/* Reads an immutable object: cache first, then the store (the copy is
- * put into the cache). Returns 0, KURA_ENOTFOUND, KURA_EUNAVAIL,
- * KURA_ECORRUPT (too big). */
-int index_obj_get(struct index *idx, const char *key, size_t max,
-		  struct buf *out, const char **error_r);
+/* Reads an immutable object into out (emptied first; out->max bounds
+ * it): cache first, then the store (the copy is put into the cache).
+ * Returns 0, KURA_ENOTFOUND, KURA_EUNAVAIL, KURA_ECORRUPT (too big). */
+int index_obj_get(struct index *idx, const char *key, struct buf *out,
+		  const char **error_r);
 /* Sleeps msec: task_sleep_ms inside a task, nanosleep outside. */
 void index_sleep_ms(uint64_t msec);
 
@@ -156,6 +163,17 @@ struct msg_meta *meta_new(void);
 struct msg_meta *meta_ref(struct msg_meta *m);
 void meta_unref(struct msg_meta **m);
 int subs_find(const struct account *a, const char *name, size_t *pos_r);
+
+/* ---- byte strings in JSON ---- */
+
+bool utf8_is_valid(const char *s, size_t n);
+/* A JSON value for s: a string, {"b64":...} when s is not UTF-8, or null
+ * for NULL. */
+json_t *json_bytes(const char *s);
+/* The bytes of such a value (malloc'ed), or NULL. */
+char *json_bytes_dup(json_t *v);
+/* Writes such a value as JSON text into b. */
+void json_buf_bytes(struct buf *b, const char *s);
 
 /* ---- uid sets "1:5,7" ---- */
 

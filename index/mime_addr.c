@@ -7,6 +7,14 @@
 
 #include "lib/util.h"
 
+/* NULL + 0 (an empty buf's view) is undefined behaviour UBSan reports. */
+static struct kstr bview(const struct buf *b)
+{
+	if (b->data == NULL)
+		return kstr_make("", 0);
+	return kstr_make(b->data + b->pos, b->len - b->pos);
+}
+
 bool mime_imap_string(struct buf *out, const uint8_t *p, size_t len)
 {
 	size_t nul = 0, esc = 0;
@@ -240,17 +248,17 @@ static void emit(struct ap *a, const struct buf *name, const struct buf *adl,
 	if (a->ok)
 		a->ok = buf_append_str(a->out, a->any ? "(" : "((");
 	a->any = true;
-	out_str(a, buf_kstr(name), true);
+	out_str(a, bview(name), true);
 	if (a->ok)
 		a->ok = buf_append_str(a->out, " ");
-	out_str(a, buf_kstr(adl), true);
+	out_str(a, bview(adl), true);
 	if (a->ok)
 		a->ok = buf_append_str(a->out, " ");
-	out_str(a, mbox->len > 0 ? buf_kstr(mbox) : KSTR_LIT("MISSING_MAILBOX"),
+	out_str(a, mbox->len > 0 ? bview(mbox) : KSTR_LIT("MISSING_MAILBOX"),
 		false);
 	if (a->ok)
 		a->ok = buf_append_str(a->out, " ");
-	out_str(a, host->len > 0 ? buf_kstr(host) : KSTR_LIT("MISSING_DOMAIN"),
+	out_str(a, host->len > 0 ? bview(host) : KSTR_LIT("MISSING_DOMAIN"),
 		false);
 	if (a->ok)
 		a->ok = buf_append_str(a->out, ")");
@@ -266,7 +274,7 @@ static void emit_group(struct ap *a, const struct buf *name)
 			a->ok = buf_append_str(a->out, "NIL NIL)");
 		return;
 	}
-	out_str(a, buf_kstr(name), false);
+	out_str(a, bview(name), false);
 	if (a->ok)
 		a->ok = buf_append_str(a->out, " NIL)");
 }

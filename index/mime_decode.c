@@ -9,6 +9,14 @@
 
 #include "lib/util.h"
 
+/* NULL + 0 (an empty buf's view) is undefined behaviour UBSan reports. */
+static struct kstr bview(const struct buf *b)
+{
+	if (b->data == NULL)
+		return kstr_make("", 0);
+	return kstr_make(b->data + b->pos, b->len - b->pos);
+}
+
 static const int8_t b64_val[256] = {
 	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,
 	['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,
@@ -73,6 +81,8 @@ static int hex_val(uint8_t c)
 
 bool mime_qp_decode(struct kstr in, struct buf *out)
 {
+	if (in.len == 0)
+		return true;
 	uint8_t *d = buf_reserve(out, in.len);
 	if (d == NULL)
 		return false;
@@ -205,6 +215,8 @@ static bool utf8_is_valid(const uint8_t *p, size_t len)
 
 static bool latin1_to_utf8(struct kstr in, struct buf *out)
 {
+	if (in.len == 0)
+		return true;
 	uint8_t *d = buf_reserve(out, in.len * 2);
 	if (d == NULL)
 		return false;
@@ -350,6 +362,8 @@ static bool ew_parse(const uint8_t *p, size_t len, struct ew *ew)
 
 static bool q_decode(struct kstr text, struct buf *out)
 {
+	if (text.len == 0)
+		return true;
 	uint8_t *d = buf_reserve(out, text.len);
 	if (d == NULL)
 		return false;
@@ -421,11 +435,11 @@ bool mime_header_decode(struct kstr in, struct buf *out)
 					  (const char *)pend_cs.p,
 					  ew.charset.len) == 0)) {
 				ok = ok && mime_charset_to_utf8(pend_cs,
-						buf_kstr(&pend), out);
+						bview(&pend), out);
 				buf_reset(&pend);
 			}
 		} else {
-			ok = ok && mime_charset_to_utf8(pend_cs, buf_kstr(&pend),
+			ok = ok && mime_charset_to_utf8(pend_cs, bview(&pend),
 							out);
 			buf_reset(&pend);
 			ok = ok && raw_to_utf8(gap, out);
@@ -439,7 +453,7 @@ bool mime_header_decode(struct kstr in, struct buf *out)
 		seg = i;
 		after_word = true;
 	}
-	ok = ok && mime_charset_to_utf8(pend_cs, buf_kstr(&pend), out);
+	ok = ok && mime_charset_to_utf8(pend_cs, bview(&pend), out);
 	ok = ok && raw_to_utf8(kstr_make(p + seg, n - seg), out);
 	buf_deinit(&pend);
 	buf_deinit(&u);

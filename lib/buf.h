@@ -40,9 +40,14 @@ bool buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Unread bytes. */
 static inline size_t buf_used(const struct buf *b) { return b->len - b->pos; }
-static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->pos; }
+static inline uint8_t *buf_head(const struct buf *b)
+{
+	return b->data != NULL ? b->data + b->pos : NULL;
+}
 static inline struct kstr buf_kstr(const struct buf *b)
 {
+	if (b->data == NULL)
+		return kstr_make(NULL, 0);
 	return kstr_make(b->data + b->pos, b->len - b->pos);
 }
 /* Marks n unread bytes as read. */

@@ -4,15 +4,20 @@
  * Every call may suspend the calling task (lib/task.h) while I/O is in
  * flight; called outside a task it blocks instead (tools, tests).
  *
- * Keys are printable ASCII without "..", not starting with '/', at most
- * 1024 bytes. Errors (negative returns):
+ * Keys are printable ASCII (0x20-0x7e) without "..", not starting with
+ * '/', without empty or "." components (no "//", no trailing '/'), at
+ * most 1024 bytes (store_key_is_valid()). The fs backend also refuses a
+ * component longer than 255 bytes or starting with ".tmp.", and cannot
+ * hold both K and K/...: do not use a key as a prefix directory of
+ * another. Errors (negative returns):
  *   KURA_ENOTFOUND  the key does not exist
  *   KURA_ECONFLICT  STORE_PUT_CREATE_ONLY and the key exists (412)
  *   KURA_ETOOBIG    the object does not fit in out->max
  *   KURA_EUNAVAIL   the backend failed; *error_r says how
  *   KURA_EINVAL     a bad key
  * error_r may be NULL; the text it gets is static or thread-local and
- * valid until the next call on this thread. */
+ * valid until the next call on this thread. On error nothing is appended
+ * to a get's buffer. */
 #ifndef KURA_STORE_H
 #define KURA_STORE_H
 
@@ -53,16 +58,23 @@ struct store_ops {
 		   uint64_t len, struct buf *out, const char **error_r);
 	/* Stores data durably (fsynced / acknowledged by the backend)
 	 * before returning 0. meta: NULL or NULL-terminated "name=value"
-	 * strings kept with the object (x-amz-meta-name). */
+	 * strings kept with the object (x-amz-meta-name; the fs backend
+	 * keeps them NUL-separated in the xattr "user.kura.meta" where the
+	 * file system has xattrs). Names are letters, digits, '-', '_';
+	 * values printable ASCII; at most 2 KiB in all (S3's limit), else
+	 * KURA_EINVAL. */
 	int (*put)(struct store *s, const char *key, const void *data,
 		   size_t len, unsigned flags, const char *const *meta,
 		   const char **error_r);
 	int (*head)(struct store *s, const char *key, struct store_stat *st_r,
 		    const char **error_r);
-	/* Deleting a missing key is not an error. */
+	/* Deleting a missing key is not an error. Durable on return. */
 	int (*del)(struct store *s, const char *key, const char **error_r);
-	/* Keys starting with prefix and sorting after `after` (NULL = from
-	 * the start), at most max of them. */
+	/* Keys starting with prefix and sorting (strcmp) strictly after
+	 * `after` (NULL = from the start), at most max of them; out is
+	 * filled on success and must be released with store_list_free().
+	 * Page with after = the last key of the previous page while
+	 * out->truncated. */
 	int (*list)(struct store *s, const char *prefix, const char *after,
 		    size_t max, struct store_list *out, const char **error_r);
 	void (*destroy)(struct store *s);

@@ -418,11 +418,21 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
 first_valid_uid = {uid}
-mail_location = maildir:~/Maildir
+mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX
 mail_max_userip_connections = 1000
 default_process_limit = 500
 default_client_limit = 2000
 shutdown_clients = yes
+mail_plugins = $mail_plugins quota
+protocol imap {{
+  mail_plugins = $mail_plugins imap_quota
+}}
+plugin {{
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_rule = *:storage=0
+  quota_max_mail_size = 40M
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {users}
@@ -981,3 +991,113 @@ def flagset(v):
 
 def tmpdir(prefix):
 	return tempfile.mkdtemp(prefix=prefix)
+
+
+# ---------------------------------------------------------------- mailbox helpers
+
+def mbox_name(v):
+	"""A mailbox name token (atom, quoted string or literal) as str."""
+	if v is None:
+		return None
+	if isinstance(v, bytes):
+		return v.decode("latin-1")
+	return str(v)
+
+
+def list_mailboxes(c, ref="", pattern="*", cmd="LIST"):
+	"""{name: (set of lower-cased attributes, delimiter)} from LIST/LSUB.
+	Fails when a name comes twice."""
+	r = c.cmd(cmd, " ", quote(ref), " ", quote(pattern))
+	if r.status != "OK":
+		raise Fail("%s %r %r -> %r" % (cmd, ref, pattern, r))
+	out = {}
+	for t in r.data(cmd):
+		if len(t) < 5 or not isinstance(t[2], list):
+			raise Fail("malformed %s response: %r" % (cmd, t))
+		name = mbox_name(t[4])
+		if name in out:
+			raise Fail("%s %r %r returned %r twice" % (cmd, ref, pattern, name))
+		out[name] = ({str(a).lower() for a in t[2]}, t[3])
+	return out
+
+
+def status_items(r):
+	"""{ITEM: int} of the untagged STATUS response of r."""
+	d = r.data("STATUS")
+	if len(d) != 1 or len(d[0]) < 4 or not isinstance(d[0][3], list):
+		raise Fail("want one STATUS response, got %r" % r.untagged)
+	lst = d[0][3]
+	return {str(lst[i]).upper(): int(lst[i + 1]) for i in range(0, len(lst) - 1, 2)}
+
+
+def select_info(r):
+	"""The facts of a SELECT/EXAMINE result as a dict."""
+	info = {"EXISTS": r.numbers("EXISTS"), "RECENT": r.numbers("RECENT"),
+		"FLAGS": [t[2] for t in r.data("FLAGS")], "codes": r.codes()}
+	for name in ("UNSEEN", "UIDVALIDITY", "UIDNEXT", "PERMANENTFLAGS"):
+		info[name] = [v for n, v in r.codes() if n == name]
+	return info
+
+
+def mutf7(s):
+	"""Modified UTF-7 (RFC 3501 5.1.3) of a Unicode mailbox name."""
+	import base64
+	out, pend = [], []
+
+	def flush():
+		if pend:
+			b = base64.b64encode("".join(pend).encode("utf-16-be")).rstrip(b"=")
+			out.append("&" + b.replace(b"/", b",").decode() + "-")
+			pend.clear()
+	for ch in s:
+		if 0x20 <= ord(ch) <= 0x7E:
+			flush()
+			out.append("&-" if ch == "&" else ch)
+		else:
+			pend.append(ch)
+	flush()
+	return "".join(out)
+
+
+class View:
+	"""A client's idea of a selected mailbox: UIDs by sequence number,
+	kept up to date from EXISTS/EXPUNGE responses as RFC 3501 7.4.1
+	requires a client to do."""
+
+	def __init__(self, uids):
+		self.uids = list(uids)
+
+	def apply(self, r):
+		for u in r.untagged:
+			t = parse(u)
+			if len(t) >= 3 and isinstance(t[2], str) and t[1].isdigit():
+				n, what = int(t[1]), t[2].upper()
+				if what == "EXPUNGE":
+					if not 1 <= n <= len(self.uids):
+						raise Fail("EXPUNGE %d outside 1..%d" % (n, len(self.uids)))
+					del self.uids[n - 1]
+				elif what == "EXISTS":
+					if n < len(self.uids):
+						raise Fail("EXISTS %d shrinks the mailbox from %d (only EXPUNGE may)"
+							   % (n, len(self.uids)))
+					self.uids.extend([None] * (n - len(self.uids)))
+		return self
+
+	def expunged_by(self, r):
+		"""UIDs removed by the EXPUNGE responses of r (applied)."""
+		before = list(self.uids)
+		self.apply(r)
+		gone = [u for u in before if u not in self.uids]
+		return gone
+
+	def check(self, c, what):
+		"""The view must match FETCH 1:* (UID) now."""
+		r = c.ok("FETCH 1:* (UID)") if self.uids else c.ok("NOOP")
+		self.apply(r)
+		f = r.fetches()
+		got = [int(f[i]["UID"]) for i in sorted(f)] if self.uids else []
+		known = [u for u in self.uids]
+		if len(got) != len(known) or any(k is not None and k != g for k, g in zip(known, got)):
+			raise Fail("%s: client view %r but FETCH 1:* UID says %r" % (what, known, got))
+		self.uids = got
+		return got

@@ -326,26 +326,26 @@ static void test_sections(void)
 	  "Content-Type: text/plain; charset=us-ascii\r\n\r\n)\r\n");
 	R("BODY[2]", "* 3 FETCH (BODY[2] {8}\r\nAAECAw==)\r\n");
 	R("BODY[3]",
-	  "* 3 FETCH (BODY[3] {54}\r\nSubject: inner\r\n"
+	  "* 3 FETCH (BODY[3] {53}\r\nSubject: inner\r\n"
 	  "From: carol@example.net\r\n\r\ninner body)\r\n");
 	R("BODY[3.HEADER]",
-	  "* 3 FETCH (BODY[3.HEADER] {44}\r\nSubject: inner\r\n"
+	  "* 3 FETCH (BODY[3.HEADER] {43}\r\nSubject: inner\r\n"
 	  "From: carol@example.net\r\n\r\n)\r\n");
 	R("BODY[3.TEXT]", "* 3 FETCH (BODY[3.TEXT] {10}\r\ninner body)\r\n");
 	R("BODY[3.1]", "* 3 FETCH (BODY[3.1] {10}\r\ninner body)\r\n");
 	R("BODY[9]", "* 3 FETCH (BODY[9] {0}\r\n)\r\n");
 	R("BODY[HEADER.FIELDS (FROM SUBJECT)]",
-	  "* 3 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT)] {57}\r\n"
+	  "* 3 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT)] {58}\r\n"
 	  "From: Alice <alice@example.com>\r\nSubject: Test message\r\n"
 	  "\r\n)\r\n");
 	/* Field names echoed as requested, keywords upper-cased. */
 	R("BODY.PEEK[header.fields (Subject from)]",
-	  "* 3 FETCH (BODY[HEADER.FIELDS (Subject from)] {57}\r\n"
+	  "* 3 FETCH (BODY[HEADER.FIELDS (Subject from)] {58}\r\n"
 	  "From: Alice <alice@example.com>\r\nSubject: Test message\r\n"
 	  "\r\n)\r\n");
 	R("BODY[HEADER.FIELDS.NOT (Date MIME-Version Content-Type From)]",
 	  "* 3 FETCH (BODY[HEADER.FIELDS.NOT (Date MIME-Version Content-Type "
-	  "From)] {47}\r\nTo: bob@example.org\r\nSubject: Test message\r\n"
+	  "From)] {46}\r\nTo: bob@example.org\r\nSubject: Test message\r\n"
 	  "\r\n)\r\n");
 	R("BODY[HEADER.FIELDS (X-None)]",
 	  "* 3 FETCH (BODY[HEADER.FIELDS (X-None)] {2}\r\n\r\n)\r\n");

@@ -697,6 +697,30 @@ static void test_api(void)
 	CHECK(cmd != NULL && cmd->nargs == 100);
 	buf_deinit(&in);
 
+	/* a command with many arguments (big scratch arrays, given back at
+	 * the next command), then a small one */
+	buf_init(&in, 0);
+	buf_append_str(&in, "a3 X (");
+	for (int i = 0; i < 3000; i++)
+		buf_append_str(&in, i ? " a" : "a");
+	buf_append_str(&in, ")");
+	for (int i = 0; i < 3000; i++)
+		buf_append_str(&in, " \\Seen");
+	buf_append_str(&in, "\r\na3b NOOP x\r\n");
+	rc = imap_parser_feed(p, in.data, in.len, &used, &cmd, &n);
+	CHECK_EQ_INT(rc, IMAP_PARSE_DONE);
+	CHECK(cmd != NULL && cmd->nargs == 3001 &&
+	      cmd->args[0].list_count == 3000 &&
+	      kstr_eq(cmd->args[3000].str, KSTR_LIT("\\Seen")));
+	size_t big = imap_parser_mem_used(p);
+	rc = imap_parser_feed(p, in.data + used, in.len - used, &used, &cmd,
+			      &n);
+	CHECK_EQ_INT(rc, IMAP_PARSE_DONE);
+	CHECK(cmd != NULL && cmd->nargs == 1 &&
+	      kstr_eq(cmd->args[0].str, KSTR_LIT("x")));
+	CHECK(imap_parser_mem_used(p) < big);
+	buf_deinit(&in);
+
 	/* APPEND: partial(), sync flag, refuse with the tag */
 	static const char app[] = "a4 APPEND Drafts (\\Draft) {5}\r\n";
 	rc = imap_parser_feed(p, (const uint8_t *)app, sizeof(app) - 1, &used,

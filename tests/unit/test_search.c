@@ -337,6 +337,8 @@ static void test_flags(void)
 	T("UnSeEn", "2 3 4 6 8 9");
 	T("KEYWORD $Forwarded", "1 8");
 	T("KEYWORD Work", "6 8");
+	T("KEYWORD $forwarded", "1 8");
+	T("keyword WORK", "6 8");
 	T("KEYWORD Unused", "");
 	T("KEYWORD Nonexistent", "");
 	T("UNKEYWORD Nonexistent", "1 2 3 4 5 6 7 8 9 10");

@@ -2,7 +2,9 @@
  * suspend/wake ordering, remembered wakes, sleep, many tasks. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/loop.h"
@@ -391,6 +393,48 @@ static void test_deep_stack(void)
 	CHECK_EQ_INT(deep_res, 201);
 }
 
+/* Running off the end of a task's stack hits the guard page: the process
+ * dies with SIGSEGV (or an ASan stack-overflow report), nothing else is
+ * silently overwritten. */
+static int overflow(int n, volatile char *prev)
+{
+	volatile char buf[4096];
+
+	buf[0] = (char)n;
+	buf[4095] = prev ? prev[0] : 0;
+	if (n == 0)
+		return buf[0];
+	return overflow(n - 1, buf) + buf[4095];
+}
+
+static void overflow_fn(void *arg)
+{
+	(void)arg;
+	deep_res = overflow(1 << 20, NULL);
+}
+
+static void test_guard_page(void)
+{
+	pid_t pid = fork();
+	int status = 0;
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		if (fd >= 0)
+			dup2(fd, 2);
+		task_spawn(L, overflow_fn, NULL);
+		for (int i = 0; i < 100; i++)
+			loop_run_once(L, 10);
+		_exit(0);	/* not reached */
+	}
+	CHECK(pid > 0);
+	if (pid <= 0)
+		return;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV) ||
+	      (WIFEXITED(status) && WEXITSTATUS(status) != 0));
+}
+
 int main(void)
 {
 	const char *err = NULL;
@@ -409,6 +453,7 @@ int main(void)
 	test_nested_spawn();
 	test_deep_stack();
 	test_pingpong();
+	test_guard_page();
 	loop_destroy(&L);
 	return test_done("task");
 }

@@ -272,16 +272,16 @@ static void test_syntax_errors(void)
 
 struct reader_arg {
 	struct users *u;
-	volatile bool stop;
-	int bad;
+	bool stop;	/* __atomic */
+	int bad;	/* __atomic */
 };
 
 static void *reader(void *p)
 {
 	struct reader_arg *a = p;
-	while (!a->stop) {
+	while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
 		if (!verify(a->u, "alice", "pw1"))
-			a->bad++;
+			__atomic_fetch_add(&a->bad, 1, __ATOMIC_RELAXED);
 		users_lookup(a->u, kstr_cstr("bob"), NULL);
 	}
 	return NULL;
@@ -311,6 +311,13 @@ static void test_reload(void)
 	CHECK_EQ_INT(users_reload_if_changed(u, &error), -EINVAL);
 	CHECK(strstr(error, ":2:") != NULL);
 	CHECK(verify(u, "bob", "pw2"));
+	/* Reported once, not at every login. */
+	CHECK_EQ_INT(users_reload_if_changed(u, &error), 0);
+	/* Fixed: picked up. */
+	write_file(tmp, "alice:{PLAIN}pw1\nbob:{PLAIN}pw3\n");
+	rename(tmp, path);
+	CHECK_EQ_INT(users_reload_if_changed(u, &error), 1);
+	CHECK(verify(u, "bob", "pw3"));
 
 	/* Reloads while other threads verify. */
 	struct reader_arg arg = { u, false, 0 };
@@ -323,9 +330,9 @@ static void test_reload(void)
 		write_file(tmp, text);
 		rename(tmp, path);
 		if (users_reload_if_changed(u, &error) != 1)
-			arg.bad++;
+			__atomic_fetch_add(&arg.bad, 1, __ATOMIC_RELAXED);
 	}
-	arg.stop = true;
+	__atomic_store_n(&arg.stop, true, __ATOMIC_RELAXED);
 	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
 	CHECK_EQ_INT(arg.bad, 0);
