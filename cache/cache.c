@@ -68,23 +68,31 @@ struct cache {
 	pthread_t thread;
 };
 
-static uint64_t fnv_more(uint64_t h, const void *p, size_t len)
+/* Detects damaged values, nothing more: 8 bytes per step, because a
+ * byte-at-a-time hash costs more than the read of a large value. */
+static uint64_t check_more(uint64_t h, const void *p, size_t len)
 {
 	const uint8_t *b = p;
-	for (size_t i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
 	}
-	return h;
+	for (; i < len; i++) {
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h ^ len;
 }
 
 static uint64_t value_check(const char *key, size_t klen, const void *val,
 			    size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
-	h = fnv_more(h, key, klen);
-	h = fnv_more(h, "\0", 1);
-	return fnv_more(h, val, len);
+	h = check_more(h, key, klen);
+	return check_more(h, val, len);
 }
 
 static void map_init(struct cache_map *m)

@@ -51,6 +51,10 @@ void cmd_check(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
 	const char *error = NULL;
+	if (cx->nargs != 0) {
+		session_tagged(s, cx->tag, "BAD", NULL, "CHECK takes no arguments");
+		return;
+	}
 	int ret = account_refresh(s->acct, &error);
 	if (ret < 0) {
 		session_tagged_error(s, cx->tag, ret, error, "CHECK");

@@ -599,10 +599,14 @@ static void conn_bad(struct conn *c, const char *what)
 	const char *err = imap_parser_error(c->parser);
 	if (tag.len == 0)
 		tag = KSTR_LIT("*");
-	if (strstr(err, "TOOBIG") != NULL)
-		conn_printf(c, "%.*s NO [TOOBIG] %s\r\n", (int)tag.len, tag.p, err);
+	if (strncmp(err, "[TOOBIG]", 8) == 0)
+		conn_printf(c, "%.*s NO %s\r\n", (int)tag.len, tag.p, err);
 	else
 		conn_printf(c, "%.*s BAD %s\r\n", (int)tag.len, tag.p, err);
+	if (++c->bad_count >= 20 && !c->closing) {
+		conn_printf(c, "* BYE Too many invalid commands\r\n");
+		conn_close_after_output(c);
+	}
 	char esc[128];
 	log_info("event=bad conn=%llu peer=%s tag=\"%s\" %s=\"%s\"", (unsigned long long)c->id,
 		 c->peer, log_escape(tag.p, tag.len, esc, sizeof(esc)), what, err);
@@ -625,6 +629,32 @@ static void conn_tls_pull(struct conn *c)
 	}
 	while (tls_conn_read(c->tls, &c->in) > 0)
 		;
+}
+
+/* Checks an APPEND before its literal is accepted ("+" sent): the
+ * client must be logged in and the mailbox must exist, so that a client
+ * does not upload megabytes only to hear NO. Answers the tagged NO
+ * itself when not. */
+static bool conn_literal_acceptable(struct conn *c)
+{
+	const struct imap_cmd *pc = imap_parser_partial(c->parser);
+	struct session *s = c->sess;
+	struct kstr tag = pc->tag;
+	if (s->state != SESSION_AUTH && s->state != SESSION_SELECTED) {
+		conn_printf(c, "%.*s BAD Please log in first\r\n", (int)tag.len, tag.p);
+		return false;
+	}
+	if (pc->nargs >= 1 && arg_is_astring(&pc->args[0]) && s->acct != NULL) {
+		struct kstr name = pc->args[0].str;
+		/* INBOX names are case-folded by the handler; leave them to it. */
+		if (!kstr_has_prefix_ci(name, "INBOX") &&
+		    account_mailbox_find(s->acct, name) == NULL && c->lits == NULL) {
+			conn_printf(c, "%.*s NO [TRYCREATE] Mailbox does not exist\r\n",
+				    (int)tag.len, tag.p);
+			return false;
+		}
+	}
+	return true;
 }
 
 static void conn_process(struct conn *c)
@@ -687,6 +717,11 @@ static void conn_process(struct conn *c)
 			conn_printf(c, "+ OK\r\n");
 			break;
 		case IMAP_PARSE_LITERAL: {
+			if (!conn_literal_acceptable(c)) {
+				imap_parser_literal_refuse(c->parser);
+				conn_free_literals(c);
+				break;
+			}
 			struct conn_literal *l = xcalloc(1, sizeof(*l));
 			buf_init(&l->data, len ? len : 1);
 			l->next = c->lits;

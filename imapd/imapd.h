@@ -47,6 +47,7 @@ struct worker;
 
 struct server {
 	struct server_settings set;
+	struct imap_parser_limits auth_limits;	/* after login */
 	struct index *index;
 	struct users *users;
 	struct tls_ctx *tls;	/* NULL when no certificate is configured */

@@ -103,6 +103,8 @@ int main(int argc, char **argv)
 	srv.set.idle_poll_sec = cfg.idle_poll;
 	srv.set.session_timeout_sec = cfg.session_timeout;
 	srv.set.max_append_size = cfg.max_append_size;
+	srv.auth_limits = imap_parser_limits_default;
+	srv.auth_limits.max_append = cfg.max_append_size;
 
 	/* Signals go to one thread that stops the server cleanly. */
 	sigset_t set;

@@ -47,8 +47,18 @@ static int listen_socket(const struct server_listener *l, const char **error_r)
 	}
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+	/* No SO_REUSEPORT: after a crash, the old process's listening socket
+	 * can outlive it for a moment (io_uring tears down asynchronously),
+	 * and a second socket on the port would swallow connections. Wait
+	 * for the port instead. */
+	int tries = 0;
+	while ((rc = bind(fd, res->ai_addr, res->ai_addrlen)) < 0 && errno == EADDRINUSE &&
+	       tries < 200) {
+		if (tries++ == 0)
+			log_warn("event=listen-wait addr=%s:%u reason=address-in-use", l->host, l->port);
+		usleep(50 * 1000);
+	}
+	if (rc < 0 || listen(fd, 1024) < 0) {
 		snprintf(err, sizeof(err), "listen %s:%u: %s", l->host, l->port, strerror(errno));
 		freeaddrinfo(res);
 		close(fd);
@@ -117,10 +127,14 @@ int server_start(struct server *srv, const char **error_r)
 		}
 		w->nsocks = srv->set.nlisteners;
 		w->socks = xcalloc(w->nsocks ? w->nsocks : 1, sizeof(struct listen_sock));
-		for (unsigned j = 0; j < srv->set.nlisteners; j++) {
-			int fd = listen_socket(&srv->set.listeners[j], error_r);
-			if (fd < 0)
-				return -1;
+	}
+	/* One socket per address, accepted from by every worker's ring. */
+	for (unsigned j = 0; j < srv->set.nlisteners; j++) {
+		int fd = listen_socket(&srv->set.listeners[j], error_r);
+		if (fd < 0)
+			return -1;
+		for (unsigned i = 0; i < srv->nworkers; i++) {
+			struct worker *w = &srv->workers[i];
 			w->socks[j].w = w;
 			w->socks[j].fd = fd;
 			w->socks[j].tls = srv->set.listeners[j].tls;
@@ -160,9 +174,14 @@ static void shutdown_check(struct loop_timer *t)
 static void worker_shutdown(void *arg)
 {
 	struct worker *w = arg;
+	/* The sockets are shared: worker 0 closes them; shutdown() makes
+	 * every worker's pending accept complete. */
 	for (unsigned i = 0; i < w->nsocks; i++) {
+		if (w->socks[i].fd < 0)
+			continue;
 		shutdown(w->socks[i].fd, SHUT_RDWR);
-		close(w->socks[i].fd);
+		if (w->id == 0)
+			close(w->socks[i].fd);
 		w->socks[i].fd = -1;
 	}
 	struct conn *next;

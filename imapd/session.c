@@ -16,6 +16,7 @@
 #include "lib/util.h"
 
 #define SESSION_MAX_SET_RANGES 100000
+#define SESSION_MAX_BAD 20
 
 static void listener_changed(struct account_listener *l)
 {
@@ -81,6 +82,15 @@ void session_tagged(struct session *s, struct kstr tag, const char *status,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	conn_printf(c, "%s\r\n", text);
+	/* A client that sends nothing but bad commands is cut off. */
+	if (strcmp(status, "BAD") == 0) {
+		if (++c->bad_count >= SESSION_MAX_BAD && !c->closing) {
+			conn_printf(c, "* BYE Too many invalid commands\r\n");
+			conn_close_after_output(c);
+		}
+	} else {
+		c->bad_count = 0;
+	}
 }
 
 void session_untagged(struct session *s, const char *fmt, ...)
@@ -382,7 +392,7 @@ int session_login(struct session *s, const char *user, const char **error_r)
 	s->acct = a;
 	account_listener_add(a, &s->listener);
 	s->state = SESSION_AUTH;
-	imap_parser_set_limits(s->conn->parser, &imap_parser_limits_default);
+	imap_parser_set_limits(s->conn->parser, &s->srv->auth_limits);
 	return 0;
 }
 

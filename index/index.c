@@ -261,7 +261,7 @@ static void map_remove(struct index_thread *ts, struct account *a)
 void account_state_clear(struct account *a)
 {
 	for (size_t i = 0; i < a->nmbs; i++)
-		mbox_free(a->mbs[i]);
+		index_mbox_free(a->mbs[i]);
 	free(a->mbs);
 	free(a->by_id);
 	a->mbs = a->by_id = NULL;
@@ -276,6 +276,7 @@ void account_state_clear(struct account *a)
 	a->next_mailbox_id = 1;
 	a->last_uidvalidity = 0;
 	a->snap_seq = 0;
+	a->snap_good = 0;
 }
 
 static void account_free(struct account *a)
@@ -526,7 +527,7 @@ struct mailbox *account_mailbox_find(struct account *a, struct kstr name)
 {
 	char tmp[INDEX_MAX_NAME + 1];
 	const char *n = name_norm(name, tmp, sizeof(tmp));
-	return n != NULL ? acct_mbox_by_name(a, n) : NULL;
+	return n != NULL ? index_mbox_by_name(a, n) : NULL;
 }
 
 size_t account_subscription_count(const struct account *a)
@@ -544,7 +545,7 @@ bool account_is_subscribed(const struct account *a, struct kstr name)
 	char tmp[INDEX_MAX_NAME + 1];
 	size_t pos;
 	const char *n = name_norm(name, tmp, sizeof(tmp));
-	return n != NULL && subs_find(a, n, &pos);
+	return n != NULL && index_subs_find(a, n, &pos);
 }
 
 uint64_t account_modseq(const struct account *a)

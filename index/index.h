@@ -118,23 +118,32 @@ void index_destroy(struct index **idx);
 
 /* The account of `user` on this worker, loaded from cache/snapshot/log
  * and refreshed; creates INBOX (and the default special-use mailboxes
- * Drafts, Sent, Trash, Junk, Archive) for a new user. Reference counted:
- * every call needs an index_account_unref(). May suspend. Returns 0 or
- * KURA_EUNAVAIL / KURA_ECORRUPT with *error_r. */
+ * Drafts, Sent, Trash, Junk, Archive, all subscribed) for a new user.
+ * Reference counted: every call needs an index_account_unref(); an
+ * unreferenced account stays in a per-thread LRU (cheap to get again:
+ * one freshness request). May suspend. Returns 0 or KURA_EUNAVAIL /
+ * KURA_ECORRUPT with *error_r, KURA_EINVAL for a user name that is
+ * empty, longer than 255 bytes, or has control bytes or '/'. Called
+ * outside a task while a task of this thread is doing store I/O on the
+ * account, it cannot wait and returns KURA_EUNAVAIL. */
 int index_account_get(struct index *idx, const char *user,
 		      struct account **acct_r, const char **error_r);
 void index_account_unref(struct account **acct);
 const char *account_user(const struct account *a);
 
 /* Freshness: reads log entries other nodes committed after ours and
- * applies them. May suspend. Returns 0 or KURA_EUNAVAIL. */
+ * applies them (normally one GET of the next, missing, entry). May
+ * suspend. Returns 0, KURA_EUNAVAIL, or KURA_ECORRUPT when a stored
+ * entry cannot be read (logged; the account stays at its last good
+ * state). */
 int account_refresh(struct account *a, const char **error_r);
 
 /* Mailboxes, sorted by name (byte order). Pointers valid until the next
  * suspension. */
 size_t account_mailbox_count(const struct account *a);
 struct mailbox *account_mailbox_at(struct account *a, size_t i);
-/* By wire name ("inbox" in any case finds INBOX), or NULL. */
+/* By wire name ("inbox" in any case finds INBOX, "inbox/x" finds
+ * "INBOX/x"), or NULL. */
 struct mailbox *account_mailbox_find(struct account *a, struct kstr name);
 struct mailbox *account_mailbox_by_id(struct account *a, uint64_t id);
 /* Subscriptions (names, which need not exist), sorted. */
@@ -153,12 +162,15 @@ int mailbox_keyword_find(const struct mailbox *mb, struct kstr kw);
 /* Marks UIDs >= recent_floor as claimed by the caller and returns the old
  * floor: messages with uid >= the returned value are \Recent for the
  * caller. read_only: do not claim, just report 0 recent (returns
- * uidnext). */
+ * uidnext). \Recent is node-local: an account loaded on this node starts
+ * with nothing recent; messages arriving later (own commits or refresh)
+ * are recent for the next session that claims them. */
 uint32_t mailbox_claim_recent(struct mailbox *mb, bool read_only);
 
 /* Listeners are told after every change applied to the account (own
  * commit or refresh), from the account's worker thread, outside any
- * suspension of the caller. */
+ * suspension of the caller. A listener may remove itself from its
+ * callback. */
 struct account_listener {
 	void (*changed)(struct account_listener *l);
 	struct account_listener *next;	/* private */
@@ -169,11 +181,14 @@ void account_listener_remove(struct account *a, struct account_listener *l);
 /* ---- Message bodies ---- */
 
 /* Stores a new message object (fresh random guid) before any log entry
- * references it. May suspend. */
+ * references it: exactly one create-only PUT, with metadata kura-user
+ * and kura-time. May suspend. Returns 0 or KURA_EUNAVAIL (the object
+ * may exist anyway: garbage for the sweeper). */
 int index_message_put(struct account *a, const void *data, size_t len,
 		      uint8_t guid_r[INDEX_GUID_LEN], const char **error_r);
 /* Appends the message bytes [off, off+len) (len may be UINT64_MAX) to
- * out. May suspend. */
+ * out. May suspend. Returns 0, KURA_ENOTFOUND, KURA_ETOOBIG (out->max)
+ * or KURA_EUNAVAIL. */
 int index_message_get(struct account *a, const uint8_t guid[INDEX_GUID_LEN],
 		      uint64_t off, uint64_t len, struct buf *out,
 		      const char **error_r);
@@ -186,7 +201,15 @@ int index_message_get(struct account *a, const uint8_t guid[INDEX_GUID_LEN],
  * Several transactions of one account committed at once share one entry
  * (group commit). Each op is evaluated in order; an op that fails
  * evaluation (mailbox gone, name taken, ...) fails the whole transaction
- * with nothing applied. */
+ * with nothing applied. A transaction holds a reference on its account.
+ *
+ * Names: wire form; 1..1000 bytes of printable 7-bit ASCII without '*',
+ * '%', a leading or doubled INDEX_HIER_SEP (a trailing one is dropped:
+ * CREATE "foo/" creates "foo"); "INBOX" as first component in any case
+ * means INBOX. Keywords: atoms, 1..255 bytes, not starting with '\';
+ * compared case-insensitively. Adders return KURA_EINVAL for these and
+ * for UID arrays that are not strictly ascending. Parent mailboxes are
+ * not created implicitly (LIST shows missing parents as \NonExistent). */
 
 enum store_mode {
 	STORE_MODE_REPLACE = 0,
@@ -209,12 +232,16 @@ struct index_append {
 struct index_op_result {
 	uint32_t uidvalidity;	/* of the target mailbox */
 	uint32_t *src_uids;	/* COPY/MOVE: source UIDs that existed */
-	uint32_t *uids;		/* APPEND/COPY/MOVE: new UIDs, in order */
+	/* APPEND/COPY/MOVE: new UIDs, in order (COPY: src_uids[i] became
+	 * uids[i]); EXPUNGE: the UIDs that were expunged. */
+	uint32_t *uids;
 	size_t nuids;
 	/* STORE: UIDs not changed because of UNCHANGEDSINCE (MODIFIED) */
 	uint32_t *failed_uids;
 	size_t nfailed;
-	uint64_t modseq;	/* MODSEQ the op assigned (0 if none) */
+	/* MODSEQ the op assigned (0 if none, e.g. a STORE that changed
+	 * nothing: such an op writes nothing). */
+	uint64_t modseq;
 };
 
 struct index_txn;
@@ -249,14 +276,21 @@ int index_txn_expunge(struct index_txn *t, uint64_t mailbox_id,
 int index_txn_copy(struct index_txn *t, uint64_t src_id,
 		   const uint32_t *uids, size_t n, uint64_t dst_id, bool move);
 
-/* Commits. May suspend. Returns 0 (results available), or:
+/* Commits. May suspend. A transaction whose ops all turn out to change
+ * nothing commits without writing. *error_r stays valid until
+ * index_txn_free(). Returns 0 (results available), or:
  *   KURA_ENOTFOUND  a mailbox the transaction names does not exist
  *                   (*error_r says which);
  *   KURA_EEXISTS    CREATE/RENAME target exists;
  *   KURA_ENOPERM    DELETE INBOX, RENAME to a name inside itself;
  *   KURA_ELIMIT     more keywords than a mailbox can hold;
  *   KURA_EUNAVAIL   the store failed; nothing was committed that a
- *                   retry of the same command could not finish. */
+ *                   retry of the same command could not finish (the
+ *                   entry may have been stored although no answer came
+ *                   back: it is not applied here, a later refresh
+ *                   applies it);
+ *   KURA_ECORRUPT   the log could not be read while catching up;
+ *   KURA_EINVAL     the transaction was already committed. */
 int index_txn_commit(struct index_txn *t, const char **error_r);
 const struct index_op_result *index_txn_result(const struct index_txn *t,
 					       int op);

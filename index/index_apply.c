@@ -43,7 +43,7 @@
 
 /* ---- mailboxes ---- */
 
-struct mailbox *mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
+struct mailbox *index_mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
 			   uint32_t special, uint64_t modseq)
 {
 	struct mbox_priv *p = xcalloc(1, sizeof(*p));
@@ -58,7 +58,7 @@ struct mailbox *mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
 	return mb;
 }
 
-struct msg_meta *meta_new(void)
+struct msg_meta *index_meta_new(void)
 {
 	struct msg_meta *m = xcalloc(1, sizeof(*m));
 	m->refs = 1;
@@ -66,14 +66,14 @@ struct msg_meta *meta_new(void)
 	return m;
 }
 
-struct msg_meta *meta_ref(struct msg_meta *m)
+struct msg_meta *index_meta_ref(struct msg_meta *m)
 {
 	if (m != NULL)
 		m->refs++;
 	return m;
 }
 
-void meta_unref(struct msg_meta **mp)
+void index_meta_unref(struct msg_meta **mp)
 {
 	struct msg_meta *m = *mp;
 	*mp = NULL;
@@ -85,12 +85,12 @@ void meta_unref(struct msg_meta **mp)
 	free(m);
 }
 
-void mbox_free(struct mailbox *mb)
+void index_mbox_free(struct mailbox *mb)
 {
 	if (mb == NULL)
 		return;
 	for (size_t i = 0; i < mb->count; i++)
-		meta_unref(&mb->msgs[i].meta);
+		index_meta_unref(&mb->msgs[i].meta);
 	free(mb->msgs);
 	for (unsigned i = 0; i < mb->nkeywords; i++)
 		free(mb->keywords[i]);
@@ -125,7 +125,7 @@ static size_t by_id_lower_bound(const struct account *a, uint64_t id)
 	return lo;
 }
 
-struct mailbox *acct_mbox_by_name(const struct account *a, const char *name)
+struct mailbox *index_mbox_by_name(const struct account *a, const char *name)
 {
 	size_t i = mbs_lower_bound(a, name);
 	if (i < a->nmbs && strcmp(a->mbs[i]->name, name) == 0)
@@ -164,7 +164,7 @@ static void name_array_remove(struct account *a, struct mailbox *mb)
 		(a->nmbs - i - 1) * sizeof(*a->mbs));
 }
 
-void acct_mbox_insert(struct account *a, struct mailbox *mb)
+void index_mbox_insert(struct account *a, struct mailbox *mb)
 {
 	size_t cap = a->mbs_cap;
 	xgrow((void **)&a->mbs, &a->mbs_cap, a->nmbs + 1, sizeof(*a->mbs));
@@ -178,7 +178,7 @@ void acct_mbox_insert(struct account *a, struct mailbox *mb)
 	a->nmbs++;
 }
 
-void acct_mbox_remove(struct account *a, struct mailbox *mb)
+void index_mbox_remove(struct account *a, struct mailbox *mb)
 {
 	size_t j = by_id_lower_bound(a, mb->id);
 	if (j >= a->nmbs || a->by_id[j] != mb)
@@ -199,7 +199,7 @@ static void mbox_set_name(struct account *a, struct mailbox *mb, char *name)
 	a->nmbs++;
 }
 
-char *mbox_name_normalize(struct kstr name)
+char *index_name_normalize(struct kstr name)
 {
 	char *s = kstr_dup(name);
 	if (name.len >= 5 && strncasecmp(s, "INBOX", 5) == 0 &&
@@ -208,7 +208,7 @@ char *mbox_name_normalize(struct kstr name)
 	return s;
 }
 
-int mbox_keyword_find(const struct mailbox *mb, const char *kw)
+int index_keyword_find(const struct mailbox *mb, const char *kw)
 {
 	for (unsigned i = 0; i < mb->nkeywords; i++) {
 		if (strcasecmp(mb->keywords[i], kw) == 0)
@@ -217,7 +217,7 @@ int mbox_keyword_find(const struct mailbox *mb, const char *kw)
 	return -1;
 }
 
-int subs_find(const struct account *a, const char *name, size_t *pos_r)
+int index_subs_find(const struct account *a, const char *name, size_t *pos_r)
 {
 	size_t lo = 0, hi = a->nsubs;
 	while (lo < hi) {
@@ -238,7 +238,7 @@ int subs_find(const struct account *a, const char *name, size_t *pos_r)
 
 /* ---- uid sets ---- */
 
-void uidset_write(struct buf *out, const uint32_t *uids, size_t n)
+void index_uidset_write(struct buf *out, const uint32_t *uids, size_t n)
 {
 	size_t i = 0;
 	bool first = true;
@@ -274,7 +274,7 @@ static bool parse_u32(const char **sp, uint32_t *v_r)
 	return true;
 }
 
-bool uidset_parse(const char *s, struct uid_range **r_r, size_t *n_r)
+bool index_uidset_parse(const char *s, struct uid_range **r_r, size_t *n_r)
 {
 	struct uid_range *r = NULL;
 	size_t n = 0, cap = 0;
@@ -367,7 +367,7 @@ struct undo_rec {
 	} u;
 };
 
-void undo_init(struct undo *u)
+void index_undo_init(struct undo *u)
 {
 	memset(u, 0, sizeof(*u));
 }
@@ -383,7 +383,7 @@ static struct undo_rec *undo_push(struct undo *u, enum undo_kind kind,
 	return r;
 }
 
-void undo_save_account(struct account *a, struct undo *u)
+void index_undo_save_account(struct account *a, struct undo *u)
 {
 	struct undo_rec *r = undo_push(u, UNDO_ACCOUNT, NULL);
 	r->u.acct.seq = a->seq;
@@ -443,11 +443,11 @@ static void undo_one(struct account *a, struct undo_rec *r)
 		a->last_uidvalidity = r->u.acct.last_uidvalidity;
 		break;
 	case UNDO_MB_INSERT:
-		acct_mbox_remove(a, mb);
-		mbox_free(mb);
+		index_mbox_remove(a, mb);
+		index_mbox_free(mb);
 		break;
 	case UNDO_MB_REMOVE:
-		acct_mbox_insert(a, mb);
+		index_mbox_insert(a, mb);
 		break;
 	case UNDO_MB_RENAME:
 		mbox_set_name(a, mb, r->u.name);
@@ -463,7 +463,7 @@ static void undo_one(struct account *a, struct undo_rec *r)
 		break;
 	case UNDO_MSG_APPEND:
 		if (mb->count > 0)
-			meta_unref(&mb->msgs[--mb->count].meta);
+			index_meta_unref(&mb->msgs[--mb->count].meta);
 		break;
 	case UNDO_MSG_FLAGS:
 		for (size_t i = r->u.fl.n; i > 0; i--) {
@@ -483,7 +483,7 @@ static void undo_one(struct account *a, struct undo_rec *r)
 		break;
 	case UNDO_SUB: {
 		size_t pos;
-		int found = subs_find(a, r->u.sub.name, &pos);
+		int found = index_subs_find(a, r->u.sub.name, &pos);
 		if (r->u.sub.was_on && !found) {
 			xgrow((void **)&a->subs, &a->subs_cap, a->nsubs + 1,
 			      sizeof(*a->subs));
@@ -508,7 +508,7 @@ static void undo_rec_release(struct undo_rec *r)
 {
 	switch (r->kind) {
 	case UNDO_MB_REMOVE:
-		mbox_free(r->mb);
+		index_mbox_free(r->mb);
 		break;
 	case UNDO_MB_RENAME:
 		free(r->u.name);
@@ -521,7 +521,7 @@ static void undo_rec_release(struct undo_rec *r)
 		break;
 	case UNDO_MSG_REMOVE:
 		for (size_t i = 0; i < r->u.rm.n; i++)
-			meta_unref(&r->u.rm.v[i].meta);
+			index_meta_unref(&r->u.rm.v[i].meta);
 		free(r->u.rm.v);
 		break;
 	case UNDO_EXP_ADD:
@@ -532,7 +532,7 @@ static void undo_rec_release(struct undo_rec *r)
 	}
 }
 
-void undo_rollback(struct account *a, struct undo *u, size_t mark)
+void index_undo_rollback(struct account *a, struct undo *u, size_t mark)
 {
 	while (u->n > mark) {
 		struct undo_rec *r = &u->r[--u->n];
@@ -545,7 +545,7 @@ void undo_rollback(struct account *a, struct undo *u, size_t mark)
 	}
 }
 
-void undo_deinit(struct account *a, struct undo *u)
+void index_undo_deinit(struct account *a, struct undo *u)
 {
 	(void)a;
 	for (size_t i = 0; i < u->n; i++)
@@ -590,7 +590,7 @@ static const char *j_str(json_t *o, const char *k)
 
 static char *j_bytes_dup(json_t *o, const char *k)
 {
-	return json_bytes_dup(json_object_get(o, k));
+	return index_json_bytes_dup(json_object_get(o, k));
 }
 
 static void op_skip(const struct account *a, const char *op, uint64_t seq,
@@ -619,7 +619,7 @@ static uint64_t keyword_bits(struct mailbox *mb, json_t *kw, bool add)
 		const char *name = json_string_value(v);
 		if (name == NULL || name[0] == '\0')
 			continue;
-		int k = mbox_keyword_find(mb, name);
+		int k = index_keyword_find(mb, name);
 		if (k < 0 && add && mb->nkeywords < INDEX_MAX_KEYWORDS) {
 			mb->keywords[mb->nkeywords] = xstrdup(name);
 			k = (int)mb->nkeywords++;
@@ -660,13 +660,13 @@ static void apply_create(struct account *a, json_t *op, uint64_t seq,
 	(void)j_u32(op, "special", &special);
 	(void)j_u64(op, "modseq", &modseq);
 	if (account_mailbox_by_id(a, id) != NULL ||
-	    acct_mbox_by_name(a, name) != NULL) {
+	    index_mbox_by_name(a, name) != NULL) {
 		op_skip(a, "create", seq, "mailbox exists");
 		return;
 	}
-	struct mailbox *mb = mbox_alloc(id, name, uidv, special, modseq);
+	struct mailbox *mb = index_mbox_alloc(id, name, uidv, special, modseq);
 	mbox_priv(mb)->last_change = seq;
-	acct_mbox_insert(a, mb);
+	index_mbox_insert(a, mb);
 	if (u != NULL)
 		undo_push(u, UNDO_MB_INSERT, mb);
 	if (id >= a->next_mailbox_id)
@@ -686,11 +686,11 @@ static void apply_delete(struct account *a, json_t *op, uint64_t seq,
 		op_skip(a, "delete", seq, "no such mailbox");
 		return;
 	}
-	acct_mbox_remove(a, mb);
+	index_mbox_remove(a, mb);
 	if (u != NULL)
 		undo_push(u, UNDO_MB_REMOVE, mb);
 	else
-		mbox_free(mb);
+		index_mbox_free(mb);
 }
 
 static void apply_rename(struct account *a, json_t *op, uint64_t seq,
@@ -704,7 +704,7 @@ static void apply_rename(struct account *a, json_t *op, uint64_t seq,
 		op_skip(a, "rename", seq, "bad fields or no such mailbox");
 		return;
 	}
-	struct mailbox *other = acct_mbox_by_name(a, name);
+	struct mailbox *other = index_mbox_by_name(a, name);
 	if (other != NULL && other != mb) {
 		op_skip(a, "rename", seq, "target exists");
 		return;
@@ -730,7 +730,7 @@ static void apply_sub(struct account *a, json_t *op, uint64_t seq,
 		op_skip(a, "sub", seq, "bad fields");
 		return;
 	}
-	int found = subs_find(a, name, &pos);
+	int found = index_subs_find(a, name, &pos);
 	if (json_is_true(on) && !found) {
 		xgrow((void **)&a->subs, &a->subs_cap, a->nsubs + 1,
 		      sizeof(*a->subs));
@@ -817,10 +817,10 @@ static void apply_append(struct account *a, json_t *op, uint64_t seq,
 			NULL;
 		if (sm != NULL && sm->meta != NULL &&
 		    memcmp(sm->guid, m.guid, INDEX_GUID_LEN) == 0)
-			m.meta = meta_ref(sm->meta);
+			m.meta = index_meta_ref(sm->meta);
 	}
 	if (m.meta == NULL) {
-		m.meta = meta_new();
+		m.meta = index_meta_new();
 		m.meta->envelope = j_bytes_dup(op, "env");
 		m.meta->bodystructure = j_bytes_dup(op, "bs");
 		m.meta->body = j_bytes_dup(op, "body");
@@ -853,7 +853,7 @@ static void apply_store(struct account *a, json_t *op, uint64_t seq,
 	    !j_u64(op, "modseq", &modseq) || set == NULL || mode == NULL ||
 	    (strcmp(mode, "+") != 0 && strcmp(mode, "-") != 0 &&
 	     strcmp(mode, "=") != 0) ||
-	    !uidset_parse(set, &r, &nr)) {
+	    !index_uidset_parse(set, &r, &nr)) {
 		op_skip(a, "store", seq, "bad fields");
 		return;
 	}
@@ -963,7 +963,7 @@ static void apply_expunge(struct account *a, json_t *op, uint64_t seq,
 	size_t nr;
 
 	if (!j_u64(op, "mb", &mbid) || !j_u64(op, "modseq", &modseq) ||
-	    set == NULL || !uidset_parse(set, &r, &nr)) {
+	    set == NULL || !index_uidset_parse(set, &r, &nr)) {
 		op_skip(a, "expunge", seq, "bad fields");
 		return;
 	}
@@ -1007,7 +1007,7 @@ static void apply_expunge(struct account *a, json_t *op, uint64_t seq,
 		rec->u.exp.n = nadded;
 	} else {
 		for (size_t i = 0; i < nrem; i++)
-			meta_unref(&removed[i].meta);
+			index_meta_unref(&removed[i].meta);
 		free(removed);
 		free(added);
 	}
@@ -1015,7 +1015,7 @@ static void apply_expunge(struct account *a, json_t *op, uint64_t seq,
 	raise_modseq(a, mb, modseq);
 }
 
-void apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u)
+void index_apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u)
 {
 	const char *kind = j_str(op, "op");
 	if (kind == NULL) {
@@ -1040,7 +1040,7 @@ void apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u)
 		op_skip(a, kind, seq, "unknown op");
 }
 
-int apply_entry(struct account *a, json_t *entry, uint64_t seq)
+int index_apply_entry(struct account *a, json_t *entry, uint64_t seq)
 {
 	uint64_t v, eseq;
 	json_t *ops = json_object_get(entry, "ops");
@@ -1053,7 +1053,7 @@ int apply_entry(struct account *a, json_t *entry, uint64_t seq)
 	json_t *op;
 	json_array_foreach(ops, i, op) {
 		if (json_is_object(op))
-			apply_op(a, op, seq, NULL);
+			index_apply_op(a, op, seq, NULL);
 	}
 	a->seq = seq;
 	return 0;
@@ -1064,7 +1064,7 @@ int apply_entry(struct account *a, json_t *entry, uint64_t seq)
  * Cached fields (ENVELOPE etc.) may hold 8-bit bytes that are not UTF-8,
  * which JSON cannot carry: such a string is written as {"b64":"..."}. */
 
-bool utf8_is_valid(const char *s, size_t n)
+bool index_utf8_is_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
@@ -1161,12 +1161,12 @@ static char *b64_decode(const char *s)
 	return out;
 }
 
-json_t *json_bytes(const char *s)
+json_t *index_json_bytes(const char *s)
 {
 	if (s == NULL)
 		return json_null();
 	size_t n = strlen(s);
-	if (utf8_is_valid(s, n))
+	if (index_utf8_is_valid(s, n))
 		return json_stringn(s, n);
 	struct buf b;
 	buf_init(&b, 0);
@@ -1177,7 +1177,7 @@ json_t *json_bytes(const char *s)
 	return v;
 }
 
-char *json_bytes_dup(json_t *v)
+char *index_json_bytes_dup(json_t *v)
 {
 	if (json_is_string(v))
 		return xstrdup(json_string_value(v));
@@ -1188,7 +1188,7 @@ char *json_bytes_dup(json_t *v)
 	return NULL;
 }
 
-void json_buf_bytes(struct buf *b, const char *s)
+void index_json_buf_bytes(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	if (s == NULL) {
@@ -1196,7 +1196,7 @@ void json_buf_bytes(struct buf *b, const char *s)
 		return;
 	}
 	size_t n = strlen(s);
-	if (!utf8_is_valid(s, n)) {
+	if (!index_utf8_is_valid(s, n)) {
 		buf_append_str(b, "{\"b64\":\"");
 		b64_encode(b, (const uint8_t *)s, n);
 		buf_append(b, "\"}", 2);

@@ -93,8 +93,11 @@ struct account {
 	char **subs;		/* sorted */
 	size_t nsubs, subs_cap;
 
-	/* Newest snapshot known to exist (or being written). */
+	/* Seq of the last snapshot loaded or started (the next one is due
+	 * snapshot_every entries later), and of the newest one known to
+	 * exist complete. */
 	uint64_t snap_seq;
+	uint64_t snap_good;
 	bool snap_running;
 	uint64_t hint_checked_usec;
 
@@ -146,34 +149,34 @@ void index_sleep_ms(uint64_t msec);
 
 /* ---- mailbox structure (index_apply.c) ---- */
 
-struct mailbox *mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
+struct mailbox *index_mbox_alloc(uint64_t id, const char *name, uint32_t uidvalidity,
 			   uint32_t special, uint64_t modseq);
-void mbox_free(struct mailbox *mb);
+void index_mbox_free(struct mailbox *mb);
 /* Inserts mb into both sorted arrays. */
-void acct_mbox_insert(struct account *a, struct mailbox *mb);
+void index_mbox_insert(struct account *a, struct mailbox *mb);
 /* Removes mb from both arrays (does not free). */
-void acct_mbox_remove(struct account *a, struct mailbox *mb);
-struct mailbox *acct_mbox_by_name(const struct account *a, const char *name);
+void index_mbox_remove(struct account *a, struct mailbox *mb);
+struct mailbox *index_mbox_by_name(const struct account *a, const char *name);
 /* "inbox" in any case -> "INBOX", also as the first component. Returns
  * a malloc'ed string. */
-char *mbox_name_normalize(struct kstr name);
+char *index_name_normalize(struct kstr name);
 /* Keyword index in mb (case-insensitive), or -1. */
-int mbox_keyword_find(const struct mailbox *mb, const char *kw);
-struct msg_meta *meta_new(void);
-struct msg_meta *meta_ref(struct msg_meta *m);
-void meta_unref(struct msg_meta **m);
-int subs_find(const struct account *a, const char *name, size_t *pos_r);
+int index_keyword_find(const struct mailbox *mb, const char *kw);
+struct msg_meta *index_meta_new(void);
+struct msg_meta *index_meta_ref(struct msg_meta *m);
+void index_meta_unref(struct msg_meta **m);
+int index_subs_find(const struct account *a, const char *name, size_t *pos_r);
 
 /* ---- byte strings in JSON ---- */
 
-bool utf8_is_valid(const char *s, size_t n);
+bool index_utf8_is_valid(const char *s, size_t n);
 /* A JSON value for s: a string, {"b64":...} when s is not UTF-8, or null
  * for NULL. */
-json_t *json_bytes(const char *s);
+json_t *index_json_bytes(const char *s);
 /* The bytes of such a value (malloc'ed), or NULL. */
-char *json_bytes_dup(json_t *v);
+char *index_json_bytes_dup(json_t *v);
 /* Writes such a value as JSON text into b. */
-void json_buf_bytes(struct buf *b, const char *s);
+void index_json_buf_bytes(struct buf *b, const char *s);
 
 /* ---- uid sets "1:5,7" ---- */
 
@@ -181,9 +184,9 @@ struct uid_range {
 	uint32_t lo, hi;
 };
 /* Appends the ranges of sorted uids to out. */
-void uidset_write(struct buf *out, const uint32_t *uids, size_t n);
+void index_uidset_write(struct buf *out, const uint32_t *uids, size_t n);
 /* Parses a uid set. Returns false on bad syntax. *r_r is malloc'ed. */
-bool uidset_parse(const char *s, struct uid_range **r_r, size_t *n_r);
+bool index_uidset_parse(const char *s, struct uid_range **r_r, size_t *n_r);
 
 /* ---- the undo journal ---- */
 
@@ -192,41 +195,41 @@ struct undo {
 	struct undo_rec *r;
 	size_t n, cap;
 };
-void undo_init(struct undo *u);
+void index_undo_init(struct undo *u);
 /* Reverts records [mark, n) in reverse order. */
-void undo_rollback(struct account *a, struct undo *u, size_t mark);
-void undo_deinit(struct account *a, struct undo *u);
+void index_undo_rollback(struct account *a, struct undo *u, size_t mark);
+void index_undo_deinit(struct account *a, struct undo *u);
 /* Records the account scalars (seq, modseq, ids) for rollback. */
-void undo_save_account(struct account *a, struct undo *u);
+void index_undo_save_account(struct account *a, struct undo *u);
 
 /* Applies one op (a JSON object, format in index_apply.c) to the state,
  * recording undo information when u is not NULL. `seq` is the entry
  * being applied. A malformed op is skipped with a log line (every node
  * skips it the same way). */
-void apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u);
+void index_apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u);
 /* Checks the envelope of an entry read from the store and applies its
  * ops. Returns 0 or KURA_ECORRUPT (nothing applied). */
-int apply_entry(struct account *a, json_t *entry, uint64_t seq);
+int index_apply_entry(struct account *a, json_t *entry, uint64_t seq);
 
 /* ---- snapshots (index_snap.c) ---- */
 
 /* Loads the snapshot `seq` into an empty account state. Returns 0,
  * KURA_ENOTFOUND (no such snapshot or part missing), KURA_ECORRUPT,
  * KURA_EUNAVAIL. On error the state is cleared. */
-int snap_load(struct account *a, uint64_t seq, const char **error_r);
+int index_snap_load(struct account *a, uint64_t seq, const char **error_r);
 /* Newest snapshot by listing the store (0 if none). */
-int snap_find_newest(struct account *a, uint64_t below, uint64_t *seq_r,
+int index_snap_find_newest(struct account *a, uint64_t below, uint64_t *seq_r,
 		     const char **error_r);
 /* Reads the hint "snap/latest"; 0 if absent. */
-int snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r);
+int index_snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r);
 /* Starts a snapshot of the current state if one is due; the writes
  * happen in a task of their own (or inline outside a task). Call with
  * the lock held. */
-void snap_maybe_start(struct account *a);
+void index_snap_maybe_start(struct account *a);
 
 /* Serializes one mailbox object / the mailboxes object (exposed for
  * tests and kura-ctl dumps). */
-char *snap_mbox_json(const struct account *a, const struct mailbox *mb,
+char *index_snap_mbox_json(const struct account *a, const struct mailbox *mb,
 		     uint64_t seq, size_t *len_r);
 
 /* ---- transactions (index_txn.c) ---- */
@@ -237,6 +240,5 @@ int account_load(struct account *a, const char **error_r);
  * whether anything was applied. */
 int account_read_forward(struct account *a, bool *changed_r,
 			 const char **error_r);
-void txn_cancel_parts(struct account *a);
 
 #endif

@@ -44,15 +44,31 @@
 
 static void json_buf_u64(struct buf *b, uint64_t v)
 {
-	buf_printf(b, "%llu", (unsigned long long)v);
+	char tmp[24];
+	size_t n = sizeof(tmp);
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	buf_append(b, tmp + n, sizeof(tmp) - n);
 }
 
 static void json_buf_i64(struct buf *b, int64_t v)
 {
-	buf_printf(b, "%lld", (long long)v);
+	if (v < 0) {
+		buf_append(b, "-", 1);
+		json_buf_u64(b, (uint64_t)0 - (uint64_t)v);
+	} else {
+		json_buf_u64(b, (uint64_t)v);
+	}
 }
 
-char *snap_mbox_json(const struct account *a, const struct mailbox *mb,
+static void json_buf_sep(struct buf *b, char c)
+{
+	buf_append(b, &c, 1);
+}
+
+char *index_snap_mbox_json(const struct account *a, const struct mailbox *mb,
 		     uint64_t seq, size_t *len_r)
 {
 	struct buf b;
@@ -60,6 +76,17 @@ char *snap_mbox_json(const struct account *a, const struct mailbox *mb,
 	(void)a;
 
 	buf_init(&b, 0);
+	/* Roughly the final size, to avoid regrowing a large buffer. */
+	size_t guess = 256 + mb->nexpunged * 24;
+	for (size_t i = 0; i < mb->count; i++) {
+		const struct msg_meta *mt = mb->msgs[i].meta;
+		guess += 160;
+		if (mt != NULL)
+			guess += (mt->envelope ? strlen(mt->envelope) : 0) +
+				 (mt->bodystructure ? strlen(mt->bodystructure) : 0) +
+				 (mt->body ? strlen(mt->body) : 0);
+	}
+	buf_reserve(&b, guess + guess / 8);
 	buf_printf(&b, "{\"v\":%d,\"id\":%llu,\"seq\":%llu,\"uidnext\":%u,"
 		   "\"highestmodseq\":%llu,\"keywords\":[",
 		   INDEX_FORMAT_VERSION, (unsigned long long)mb->id,
@@ -67,35 +94,51 @@ char *snap_mbox_json(const struct account *a, const struct mailbox *mb,
 		   (unsigned long long)mb->highestmodseq);
 	for (unsigned i = 0; i < mb->nkeywords; i++) {
 		if (i > 0)
-			buf_append(&b, ",", 1);
-		json_buf_bytes(&b, mb->keywords[i]);
+			json_buf_sep(&b, ',');
+		index_json_buf_bytes(&b, mb->keywords[i]);
 	}
 	buf_append_str(&b, "],\"msgs\":[");
 	for (size_t i = 0; i < mb->count; i++) {
 		const struct index_msg *m = &mb->msgs[i];
 		const struct msg_meta *mt = m->meta;
 		hex_encode(m->guid, INDEX_GUID_LEN, guid);
-		buf_printf(&b, "%s[%u,\"%s\",%llu,%lld,%d,%u,%lld,%llu,",
-			   i > 0 ? ",\n" : "", m->uid, guid,
-			   (unsigned long long)m->size,
-			   (long long)m->internaldate, m->idate_tz_min,
-			   m->flags, (long long)m->keywords,
-			   (unsigned long long)m->modseq);
-		json_buf_bytes(&b, mt != NULL ? mt->envelope : NULL);
-		buf_append(&b, ",", 1);
-		json_buf_bytes(&b, mt != NULL ? mt->bodystructure : NULL);
-		buf_append(&b, ",", 1);
-		json_buf_bytes(&b, mt != NULL ? mt->body : NULL);
-		buf_append(&b, ",", 1);
+		buf_append_str(&b, i > 0 ? ",\n[" : "[");
+		json_buf_u64(&b, m->uid);
+		buf_append(&b, ",\"", 2);
+		buf_append(&b, guid, INDEX_GUID_LEN * 2);
+		buf_append(&b, "\",", 2);
+		json_buf_u64(&b, m->size);
+		json_buf_sep(&b, ',');
+		json_buf_i64(&b, m->internaldate);
+		json_buf_sep(&b, ',');
+		json_buf_i64(&b, m->idate_tz_min);
+		json_buf_sep(&b, ',');
+		json_buf_u64(&b, m->flags);
+		json_buf_sep(&b, ',');
+		/* All 64 bits, as a signed JSON integer. */
+		json_buf_i64(&b, (int64_t)m->keywords);
+		json_buf_sep(&b, ',');
+		json_buf_u64(&b, m->modseq);
+		json_buf_sep(&b, ',');
+		index_json_buf_bytes(&b, mt != NULL ? mt->envelope : NULL);
+		json_buf_sep(&b, ',');
+		index_json_buf_bytes(&b, mt != NULL ? mt->bodystructure : NULL);
+		json_buf_sep(&b, ',');
+		index_json_buf_bytes(&b, mt != NULL ? mt->body : NULL);
+		json_buf_sep(&b, ',');
 		json_buf_i64(&b, mt != NULL ? mt->sent_date : -1);
-		buf_printf(&b, ",%d,%u]", mt != NULL ? mt->sent_tz_min : 0,
-			   mt != NULL ? mt->header_size : 0);
+		json_buf_sep(&b, ',');
+		json_buf_i64(&b, mt != NULL ? mt->sent_tz_min : 0);
+		json_buf_sep(&b, ',');
+		json_buf_u64(&b, mt != NULL ? mt->header_size : 0);
+		json_buf_sep(&b, ']');
 	}
 	buf_append_str(&b, "],\"expunged\":[");
 	for (size_t i = 0; i < mb->nexpunged; i++) {
 		if (i > 0)
-			buf_append(&b, ",", 1);
-		buf_printf(&b, "%u,", mb->expunged[i].uid);
+			json_buf_sep(&b, ',');
+		json_buf_u64(&b, mb->expunged[i].uid);
+		json_buf_sep(&b, ',');
 		json_buf_u64(&b, mb->expunged[i].modseq);
 	}
 	buf_append_str(&b, "]}\n");
@@ -118,14 +161,14 @@ static char *snap_mailboxes_json(const struct account *a, uint64_t seq,
 	for (size_t i = 0; i < a->nsubs; i++) {
 		if (i > 0)
 			buf_append(&b, ",", 1);
-		json_buf_bytes(&b, a->subs[i]);
+		index_json_buf_bytes(&b, a->subs[i]);
 	}
 	buf_append_str(&b, "],\"mailboxes\":[");
 	for (size_t i = 0; i < a->nmbs; i++) {
 		const struct mailbox *mb = a->mbs[i];
 		buf_printf(&b, "%s{\"id\":%llu,\"name\":", i > 0 ? ",\n" : "",
 			   (unsigned long long)mb->id);
-		json_buf_bytes(&b, mb->name);
+		index_json_buf_bytes(&b, mb->name);
 		buf_printf(&b, ",\"uidvalidity\":%u,\"special\":%u,"
 			   "\"uidnext\":%u,\"highestmodseq\":%llu,"
 			   "\"count\":%zu,\"size\":%llu,\"snap\":%llu}",
@@ -210,6 +253,8 @@ static void snap_job_run(struct snap_job *job)
 			    mbox_priv(mb)->snap_ref < job->seq)
 				mbox_priv(mb)->snap_ref = job->seq;
 		}
+		if (job->seq > a->snap_good)
+			a->snap_good = job->seq;
 		log_info("event=snapshot user=%s seq=%llu objects=%zu bytes=%zu "
 			 "usec=%llu", a->user, (unsigned long long)job->seq,
 			 job->n, bytes,
@@ -225,7 +270,7 @@ static void snap_task(void *arg)
 	snap_job_run(arg);
 }
 
-void snap_maybe_start(struct account *a)
+void index_snap_maybe_start(struct account *a)
 {
 	uint64_t every = a->idx->set.snapshot_every;
 	if (a->snap_running || a->seq == 0 || a->seq < a->snap_seq + every)
@@ -249,7 +294,7 @@ void snap_maybe_start(struct account *a)
 		bl->key = account_key(a, "snap/%016llx/mbox/%llu",
 				      (unsigned long long)job->seq,
 				      (unsigned long long)mb->id);
-		bl->data = snap_mbox_json(a, mb, job->seq, &bl->len);
+		bl->data = index_snap_mbox_json(a, mb, job->seq, &bl->len);
 		bl->mbid = mb->id;
 	}
 	xgrow((void **)&job->blobs, &cap, job->n + 1, sizeof(*job->blobs));
@@ -512,7 +557,7 @@ bad:
 	return NULL;
 }
 
-/* A byte string as written by json_buf_bytes (string, {"b64":..},
+/* A byte string as written by index_json_buf_bytes (string, {"b64":..},
  * null -> NULL without error). */
 static char *jp_bytes(struct jp *j)
 {
@@ -530,7 +575,7 @@ static char *jp_bytes(struct jp *j)
 			return NULL;
 		}
 		j->p = start + jerr.position;
-		char *r = json_bytes_dup(v);
+		char *r = index_json_bytes_dup(v);
 		json_decref(v);
 		if (r == NULL)
 			j->err = true;
@@ -598,7 +643,7 @@ static void jp_msg(struct jp *j, struct mailbox *mb)
 			goto bad;
 		v[i] = jp_int(j);
 	}
-	mt = meta_new();
+	mt = index_meta_new();
 	if (!jp_eat(j, ','))
 		goto bad;
 	mt->envelope = jp_bytes(j);
@@ -637,7 +682,7 @@ static void jp_msg(struct jp *j, struct mailbox *mb)
 	return;
 bad:
 	free(guid);
-	meta_unref(&mt);
+	index_meta_unref(&mt);
 	j->err = true;
 }
 
@@ -735,15 +780,24 @@ static int load_mbox_object(struct mailbox *mb, const char *data, size_t len,
 	if (j.p != j.end || !have_v || !have_id || !have_next || !have_hms ||
 	    !have_msgs)
 		goto bad;
-	for (size_t i = 0; i < mb->count; i++)
+	if (mb->count > 0 && mb->uidnext <= mb->msgs[mb->count - 1].uid)
+		goto bad;
+	for (size_t i = 1; i < mb->nexpunged; i++) {
+		if (mb->expunged[i].uid <= mb->expunged[i - 1].uid)
+			goto bad;
+	}
+	for (size_t i = 0; i < mb->count; i++) {
 		mb->total_size += mb->msgs[i].size;
+		if (mb->msgs[i].modseq > mb->highestmodseq)
+			goto bad;
+	}
 	return 0;
 bad:
 	*error_r = "mailbox snapshot object is malformed";
 	return KURA_ECORRUPT;
 }
 
-int snap_load(struct account *a, uint64_t seq, const char **error_r)
+int index_snap_load(struct account *a, uint64_t seq, const char **error_r)
 {
 	struct buf b;
 	json_t *j = NULL;
@@ -774,9 +828,9 @@ int snap_load(struct account *a, uint64_t seq, const char **error_r)
 	size_t i;
 	json_t *v;
 	json_array_foreach(subs, i, v) {
-		char *name = json_bytes_dup(v);
+		char *name = index_json_bytes_dup(v);
 		size_t pos;
-		if (name == NULL || subs_find(a, name, &pos)) {
+		if (name == NULL || index_subs_find(a, name, &pos)) {
 			free(name);
 			continue;
 		}
@@ -790,21 +844,21 @@ int snap_load(struct account *a, uint64_t seq, const char **error_r)
 	json_array_foreach(mbs, i, v) {
 		uint64_t id, ref, hms = 0;
 		uint32_t uidv, special = 0;
-		char *name = json_bytes_dup(json_object_get(v, "name"));
+		char *name = index_json_bytes_dup(json_object_get(v, "name"));
 		if (name == NULL || !j_u64(v, "id", &id) ||
 		    !j_u32(v, "uidvalidity", &uidv) ||
 		    !j_u64(v, "snap", &ref) || ref > seq ||
 		    account_mailbox_by_id(a, id) != NULL ||
-		    acct_mbox_by_name(a, name) != NULL) {
+		    index_mbox_by_name(a, name) != NULL) {
 			free(name);
 			*error_r = "snapshot mailbox entry is malformed";
 			goto out;
 		}
 		(void)j_u32(v, "special", &special);
 		(void)j_u64(v, "highestmodseq", &hms);
-		struct mailbox *mb = mbox_alloc(id, name, uidv, special, hms);
+		struct mailbox *mb = index_mbox_alloc(id, name, uidv, special, hms);
 		free(name);
-		acct_mbox_insert(a, mb);
+		index_mbox_insert(a, mb);
 		mbox_priv(mb)->snap_ref = ref;
 		mbox_priv(mb)->last_change = ref;
 
@@ -825,6 +879,7 @@ int snap_load(struct account *a, uint64_t seq, const char **error_r)
 	}
 	a->seq = seq;
 	a->snap_seq = seq;
+	a->snap_good = seq;
 	rc = 0;
 out:
 	json_decref(j);
@@ -834,7 +889,7 @@ out:
 	return rc;
 }
 
-int snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r)
+int index_snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r)
 {
 	struct buf b;
 	char *key = account_key(a, "snap/latest");
@@ -862,7 +917,7 @@ int snap_read_hint(struct account *a, uint64_t *seq_r, const char **error_r)
 	return rc;
 }
 
-int snap_find_newest(struct account *a, uint64_t below, uint64_t *seq_r,
+int index_snap_find_newest(struct account *a, uint64_t below, uint64_t *seq_r,
 		     const char **error_r)
 {
 	char *prefix = account_key(a, "snap/");

@@ -118,7 +118,7 @@ static void intent_free(struct intent *in)
 	for (size_t i = 0; i < in->nkw; i++)
 		free(in->kw[i]);
 	free(in->kw);
-	meta_unref(&in->meta);
+	index_meta_unref(&in->meta);
 	result_reset(&in->res);
 }
 
@@ -162,7 +162,7 @@ static char *name_check(struct kstr name)
 		    name.p[i + 1] == INDEX_HIER_SEP)
 			return NULL;
 	}
-	return mbox_name_normalize(name);
+	return index_name_normalize(name);
 }
 
 static bool keyword_is_valid(struct kstr kw)
@@ -281,7 +281,7 @@ int index_txn_append(struct index_txn *t, uint64_t mailbox_id,
 	in->idate = m->internaldate;
 	in->tz = m->idate_tz_min;
 	in->flags = m->flags & 0x1f;
-	in->meta = meta_new();
+	in->meta = index_meta_new();
 	if (m->meta != NULL) {
 		const struct msg_meta *s = m->meta;
 		in->meta->envelope = s->envelope ? xstrdup(s->envelope) : NULL;
@@ -359,7 +359,7 @@ struct eval {
 
 static void emit(struct eval *ev, json_t *op)
 {
-	apply_op(ev->a, op, ev->seq, ev->u);
+	index_apply_op(ev->a, op, ev->seq, ev->u);
 	json_array_append_new(ev->ops, op);
 }
 
@@ -407,7 +407,7 @@ static int eval_create(struct eval *ev, struct intent *in)
 	struct account *a = ev->a;
 	uint64_t id, modseq;
 	uint32_t uidv;
-	if (acct_mbox_by_name(a, in->name) != NULL)
+	if (index_mbox_by_name(a, in->name) != NULL)
 		return fail(ev, KURA_EEXISTS, "mailbox %s already exists",
 			    in->name);
 	if (a->nmbs >= INDEX_MAX_MAILBOXES)
@@ -421,7 +421,7 @@ static int eval_create(struct eval *ev, struct intent *in)
 
 static int eval_delete(struct eval *ev, struct intent *in)
 {
-	struct mailbox *mb = acct_mbox_by_name(ev->a, in->name);
+	struct mailbox *mb = index_mbox_by_name(ev->a, in->name);
 	if (mb == NULL)
 		return fail(ev, KURA_ENOTFOUND, "mailbox %s does not exist",
 			    in->name);
@@ -446,14 +446,14 @@ static int rename_len_cmp(const void *x, const void *y)
 static int eval_rename(struct eval *ev, struct intent *in)
 {
 	struct account *a = ev->a;
-	struct mailbox *src = acct_mbox_by_name(a, in->name);
+	struct mailbox *src = index_mbox_by_name(a, in->name);
 	const char *to = in->name2;
 	size_t flen = strlen(in->name);
 
 	if (src == NULL)
 		return fail(ev, KURA_ENOTFOUND, "mailbox %s does not exist",
 			    in->name);
-	if (acct_mbox_by_name(a, to) != NULL)
+	if (index_mbox_by_name(a, to) != NULL)
 		return fail(ev, KURA_EEXISTS, "mailbox %s already exists", to);
 	in->res.uidvalidity = src->uidvalidity;
 	if (strcmp(src->name, "INBOX") == 0) {
@@ -495,7 +495,7 @@ static int eval_rename(struct eval *ev, struct intent *in)
 		}
 		names[i] = xmalloc(len + 1);
 		snprintf(names[i], len + 1, "%s%s", to, suffix);
-		struct mailbox *other = acct_mbox_by_name(a, names[i]);
+		struct mailbox *other = index_mbox_by_name(a, names[i]);
 		bool in_set = false;
 		for (size_t j = 0; j < n && other != NULL && !in_set; j++)
 			in_set = set[j] == other;
@@ -516,7 +516,7 @@ static int eval_rename(struct eval *ev, struct intent *in)
 static int eval_sub(struct eval *ev, struct intent *in)
 {
 	size_t pos;
-	bool on = subs_find(ev->a, in->name, &pos) != 0;
+	bool on = index_subs_find(ev->a, in->name, &pos) != 0;
 	if (on != in->on)
 		emit(ev, json_pack("{s:s,s:s,s:b}", "op", "sub", "name",
 				   in->name, "on", in->on));
@@ -528,7 +528,7 @@ static size_t keywords_new(const struct mailbox *mb, char *const *kw, size_t n)
 {
 	size_t c = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (mbox_keyword_find(mb, kw[i]) < 0)
+		if (index_keyword_find(mb, kw[i]) < 0)
 			c++;
 	}
 	return c;
@@ -556,9 +556,9 @@ static json_t *append_op(uint64_t mbid, uint32_t uid, const uint8_t *guid,
 			       "idate", (json_int_t)idate, "tz", tz,
 			       "flags", (json_int_t)flags, "kw", kw,
 			       "modseq", (json_int_t)modseq);
-	json_object_set_new(op, "env", json_bytes(mt ? mt->envelope : NULL));
-	json_object_set_new(op, "bs", json_bytes(mt ? mt->bodystructure : NULL));
-	json_object_set_new(op, "body", json_bytes(mt ? mt->body : NULL));
+	json_object_set_new(op, "env", index_json_bytes(mt ? mt->envelope : NULL));
+	json_object_set_new(op, "bs", index_json_bytes(mt ? mt->bodystructure : NULL));
+	json_object_set_new(op, "body", index_json_bytes(mt ? mt->body : NULL));
 	json_object_set_new(op, "sent",
 			    json_integer(mt ? mt->sent_date : -1));
 	json_object_set_new(op, "stz", json_integer(mt ? mt->sent_tz_min : 0));
@@ -602,7 +602,7 @@ static json_t *uidset_json(const uint32_t *uids, size_t n)
 {
 	struct buf b;
 	buf_init(&b, 0);
-	uidset_write(&b, uids, n);
+	index_uidset_write(&b, uids, n);
 	json_t *s = json_stringn(b.data != NULL ? (const char *)b.data : "",
 				 buf_used(&b));
 	buf_deinit(&b);
@@ -620,7 +620,7 @@ static int eval_store(struct eval *ev, struct intent *in)
 	uint64_t kwbits = 0;
 	unsigned next = mb->nkeywords;
 	for (size_t i = 0; i < in->nkw; i++) {
-		int k = mbox_keyword_find(mb, in->kw[i]);
+		int k = index_keyword_find(mb, in->kw[i]);
 		if (k < 0 && in->mode != STORE_MODE_REMOVE) {
 			if (next >= INDEX_MAX_KEYWORDS)
 				return fail(ev, KURA_ELIMIT,
@@ -819,7 +819,7 @@ static void cache_hint_put(struct account *a)
 	char val[96];
 	int n = snprintf(val, sizeof(val), "{\"seq\":%llu,\"snap\":%llu}",
 			 (unsigned long long)a->seq,
-			 (unsigned long long)a->snap_seq);
+			 (unsigned long long)a->snap_good);
 	char *key = account_key(a, "#hint");
 	cache_put(a->idx->cache, key, val, (size_t)n);
 	free(key);
@@ -887,7 +887,7 @@ static int read_entries(struct account *a, bool *changed_r,
 			return 0;
 		if (rc != 0)
 			return rc;
-		rc = apply_entry(a, e, seq);
+		rc = index_apply_entry(a, e, seq);
 		json_decref(e);
 		if (rc != 0) {
 			log_error("event=index_entry_corrupt user=%s seq=%llu "
@@ -910,7 +910,7 @@ int account_read_forward(struct account *a, bool *changed_r,
 	uint64_t now = time_mono_usec();
 	if (now - a->hint_checked_usec >= INDEX_HINT_CHECK_SEC * 1000000ull) {
 		uint64_t hint;
-		rc = snap_read_hint(a, &hint, error_r);
+		rc = index_snap_read_hint(a, &hint, error_r);
 		if (rc != 0)
 			return rc;
 		a->hint_checked_usec = now;
@@ -919,7 +919,7 @@ int account_read_forward(struct account *a, bool *changed_r,
 				 "snapshot=%llu action=reload", a->user,
 				 (unsigned long long)a->seq,
 				 (unsigned long long)hint);
-			rc = snap_load(a, hint, error_r);
+			rc = index_snap_load(a, hint, error_r);
 			if (rc == 0)
 				rc = read_entries(a, changed_r, error_r);
 			*changed_r = true;
@@ -932,7 +932,7 @@ int account_read_forward(struct account *a, bool *changed_r,
 	}
 	if (a->seq != before) {
 		cache_hint_put(a);
-		snap_maybe_start(a);
+		index_snap_maybe_start(a);
 	}
 	return 0;
 }
@@ -944,9 +944,12 @@ static void set_parts_error(struct commit_part *parts, int rc,
 {
 	for (struct commit_part *p = parts; p != NULL; p = p->next) {
 		if (p->rc == 0) {
-			p->rc = rc;
-			p->err = err;
 			struct index_txn *t = p->t;
+			p->rc = rc;
+			/* Copied: a store's error text does not live long. */
+			snprintf(t->err, sizeof(t->err), "%s",
+				 err != NULL ? err : kura_strerror(rc));
+			p->err = t->err;
 			for (size_t i = 0; i < t->n; i++)
 				result_reset(&t->in[i].res);
 		}
@@ -981,23 +984,23 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 		struct undo u;
 		const char *err = NULL;
 
-		undo_init(&u);
-		undo_save_account(a, &u);
+		index_undo_init(&u);
+		index_undo_save_account(a, &u);
 		for (struct commit_part *p = parts; p != NULL; p = p->next) {
 			size_t mark = u.n;
-			undo_save_account(a, &u);
+			index_undo_save_account(a, &u);
 			json_decref(p->ops);
 			p->ops = json_array();
 			p->rc = eval_txn(a, p->t, &u, p->ops, seq);
 			p->err = p->rc != 0 ? p->t->err : NULL;
 			if (p->rc != 0) {
-				undo_rollback(a, &u, mark);
+				index_undo_rollback(a, &u, mark);
 				continue;
 			}
 			json_array_extend(all, p->ops);
 		}
-		undo_rollback(a, &u, 0);
-		undo_deinit(a, &u);
+		index_undo_rollback(a, &u, 0);
+		index_undo_deinit(a, &u);
 		if (json_array_size(all) == 0) {
 			json_decref(all);
 			return changed;
@@ -1043,7 +1046,7 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 				index_sleep_ms(20u * (unsigned)(put + 1));
 		}
 		if (ours) {
-			rc = apply_entry(a, entry, seq);
+			rc = index_apply_entry(a, entry, seq);
 			if (rc == 0 && a->idx->cache != NULL)
 				cache_put(a->idx->cache, key, bytes, len);
 		}
@@ -1173,7 +1176,7 @@ int index_txn_commit(struct index_txn *t, const char **error_r)
 		changed = commit_batch(a, batch);
 	}
 	if (changed)
-		snap_maybe_start(a);
+		index_snap_maybe_start(a);
 	struct commit_part *q = batch, *next;
 	for (; q != NULL; q = next) {
 		next = q->next;
@@ -1270,13 +1273,13 @@ int account_load(struct account *a, const char **error_r)
 	int rc;
 
 	account_state_clear(a);
-	rc = snap_read_hint(a, &hint, error_r);
+	rc = index_snap_read_hint(a, &hint, error_r);
 	if (rc != 0)
 		return rc;
 	snap = KURA_MAX(hint, cache_hint_snap(a));
 	rc = KURA_ENOTFOUND;
 	if (snap > 0)
-		rc = snap_load(a, snap, error_r);
+		rc = index_snap_load(a, snap, error_r);
 	/* The hint is only a hint: fall back to the newest snapshot that
 	 * loads, by listing. */
 	uint64_t below = UINT64_MAX;
@@ -1288,7 +1291,7 @@ int account_load(struct account *a, const char **error_r)
 				 *error_r != NULL ? *error_r : kura_strerror(rc));
 		if (snap > 0 && snap < below)
 			below = snap;
-		rc = snap_find_newest(a, snap > 0 ? below : UINT64_MAX, &found,
+		rc = index_snap_find_newest(a, snap > 0 ? below : UINT64_MAX, &found,
 				      error_r);
 		if (rc != 0)
 			return rc;
@@ -1297,7 +1300,7 @@ int account_load(struct account *a, const char **error_r)
 			break;
 		}
 		snap = found;
-		rc = snap_load(a, snap, error_r);
+		rc = index_snap_load(a, snap, error_r);
 	}
 	bool any_snapshot = snap > 0 || hint > 0;
 	if (rc == KURA_ENOTFOUND)
@@ -1333,6 +1336,6 @@ int account_load(struct account *a, const char **error_r)
 		 "mailboxes=%zu messages=%zu usec=%llu", a->user,
 		 (unsigned long long)a->seq, (unsigned long long)a->snap_seq,
 		 a->nmbs, nmsgs, (unsigned long long)(time_mono_usec() - t0));
-	snap_maybe_start(a);
+	index_snap_maybe_start(a);
 	return 0;
 }

@@ -407,7 +407,13 @@ static void tok_cfws(struct tok *t)
 
 static bool is_tspecial(uint8_t c)
 {
-	return strchr("()<>@,;:\\\"/[]?=", c) != NULL && c != 0;
+	static const bool ts[256] = {
+		['('] = true, [')'] = true, ['<'] = true, ['>'] = true,
+		['@'] = true, [','] = true, [';'] = true, [':'] = true,
+		['\\'] = true, ['"'] = true, ['/'] = true, ['['] = true,
+		[']'] = true, ['?'] = true, ['='] = true,
+	};
+	return ts[c];
 }
 
 static struct kstr tok_token(struct tok *t)
@@ -580,13 +586,21 @@ static bool parse_typed(struct arena *a, struct kstr raw, bool want_sub,
 		tok_cfws(&t);
 		struct kstr value;
 		if (tok_peek(&t) == '"') {
-			t.pos++;
-			uint8_t *d = arena_alloc(a, t.len - t.pos + 1);
-			size_t n = 0;
+			/* Measure first: allocating "the rest" per value
+			 * would be quadratic in the number of values. */
+			size_t qs = ++t.pos, n = 0;
 			while (t.pos < t.len && t.p[t.pos] != '"') {
 				if (t.p[t.pos] == '\\' && t.pos + 1 < t.len)
 					t.pos++;
-				d[n++] = t.p[t.pos++];
+				t.pos++;
+				n++;
+			}
+			uint8_t *d = arena_alloc(a, n + 1);
+			n = 0;
+			for (size_t q = qs; q < t.pos; q++) {
+				if (t.p[q] == '\\' && q + 1 < t.pos)
+					q++;
+				d[n++] = t.p[q];
 			}
 			if (t.pos < t.len)
 				t.pos++;
@@ -703,6 +717,12 @@ static void parse_multipart_body(struct pctx *c, struct part *pt,
 				pt->body_end = c->pos = c->len;
 			}
 			return;
+		}
+		if (d.next == c->len) {
+			/* A delimiter with nothing after it (a message cut
+			 * there) starts no part. */
+			pt->body_end = c->pos = c->len;
+			break;
 		}
 		if (c->nparts >= MIME_MAX_PARTS) {
 			found = find_delim(c, d.next, &d);
@@ -911,6 +931,11 @@ static struct kstr part_cte(struct arena *a, const struct part *pt)
 	return tok_token(&t);
 }
 
+#define EMPTY_PART_FIELDS \
+	"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0"
+#define EMPTY_PART EMPTY_PART_FIELDS ")"
+#define EMPTY_PART_EXT EMPTY_PART_FIELDS " NIL NIL NIL NIL)"
+
 static void write_part(struct wctx *w, const struct part *pt, bool ext);
 
 static void w_ext_tail(struct wctx *w, const struct part *pt)
@@ -927,9 +952,9 @@ static void write_part(struct wctx *w, const struct part *pt, bool ext)
 {
 	if (pt->kind == PART_MULTIPART) {
 		w_raw(w, "(");
+		/* The grammar needs one part: an empty text/plain. */
 		if (pt->children == NULL)
-			w_raw(w, ext ? "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)" :
-			      "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0)");
+			w_raw(w, ext ? EMPTY_PART_EXT : EMPTY_PART);
 		for (const struct part *ch = pt->children; ch != NULL; ch = ch->next)
 			write_part(w, ch, ext);
 		w_raw(w, " ");
@@ -1097,7 +1122,12 @@ static bool sect_parse_fields(struct kstr spec, size_t i, struct sect *s,
 			return false;
 		uint8_t c = spec.p[i];
 		if (c == '"') {
-			uint8_t *d = a != NULL ? arena_alloc(a, spec.len - i) : NULL;
+			size_t qlen = 0;
+			for (size_t q = i + 1; q < spec.len && spec.p[q] != '"'; q++, qlen++) {
+				if (spec.p[q] == '\\')
+					q++;
+			}
+			uint8_t *d = a != NULL ? arena_alloc(a, qlen + 1) : NULL;
 			size_t n = 0;
 			i++;
 			for (;;) {

@@ -33,18 +33,27 @@
  * - body-fld-lines = LF bytes in the body, plus one when the body is not
  *   empty and does not end with LF. Body sizes are octets as stored.
  *   The line break before a boundary delimiter belongs to the delimiter.
+ *   A delimiter line matches only "--boundary" followed by white space,
+ *   "--" or the line end (no prefix match); a delimiter at the very end
+ *   of the message starts no new part.
  * - a multipart with no boundary parameter or no delimiter in its body
  *   has one empty text/plain child (the grammar needs one); a container
- *   (multipart, message/rfc822) nested MIME_MAX_DEPTH deep, or past
- *   MIME_MAX_PARTS parts, is an opaque leaf written as "application"
- *   "octet-stream" with its other fields.
+ *   (multipart, message/rfc822) nested MIME_MAX_DEPTH deep, or a
+ *   message/rfc822 met once MIME_MAX_PARTS parts exist, is an opaque leaf
+ *   written as "application" "octet-stream" with its other fields; a
+ *   multipart adds no children past MIME_MAX_PARTS parts. message/rfc822 is parsed as a
+ *   message whatever its Content-Transfer-Encoding claims (RFC 2046 5.2.1
+ *   allows only identity encodings there).
  * - ENVELOPE strings are the raw header values with line breaks removed
  *   and surrounding white space trimmed (no RFC 2047 decoding); NUL bytes
  *   are dropped; a value with 8-bit bytes or CR/LF is sent as a literal.
- *   Addresses: a quoted local part keeps its quotes; a display name is
- *   unquoted, its words joined by single spaces; an addr-spec followed by
- *   a comment uses the comment as name; a missing local part or domain is
- *   "MISSING_MAILBOX" / "MISSING_DOMAIN".
+ *   Addresses: quoted strings (display name, local part) are unquoted
+ *   like UW c-client and Dovecot do; the words of a name are joined by
+ *   single spaces, CFWS inside a local part or domain is dropped; an
+ *   addr-spec followed by a comment uses the comment as name; a missing
+ *   local part or domain is "MISSING_MAILBOX" / "MISSING_DOMAIN"; a lone
+ *   atom is a mailbox, a lone phrase a name; absent or empty Sender and
+ *   Reply-To are the From list.
  * - Content-Language is always written as a list: ("en" "fr").
  */
 
@@ -93,8 +102,10 @@ int mime_section_binary(const uint8_t *msg, size_t len, struct kstr spec,
 /* Header `name` (e.g. "Subject") of the top-level message. */
 bool mime_search_header(const uint8_t *msg, size_t len, struct kstr name,
 			struct kstr needle);
-/* Bodies of all text parts (BODY); with_headers also searches all
- * header fields (TEXT). */
+/* BODY: the bodies of text/ and message/ leaf parts (decoded) and the
+ * header fields of attached messages, which are body of this one. With
+ * with_headers (TEXT) also every header field of the message and of its
+ * parts, each as "Name: decoded value". */
 bool mime_search_text(const uint8_t *msg, size_t len, struct kstr needle,
 		      bool with_headers);
 /* Decoded (RFC 2047, unfolded) value of the first header `name` of the

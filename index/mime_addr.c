@@ -74,6 +74,9 @@ struct ap {
 	 * addr-spec ("j@example.com (Jane)"). */
 	size_t com_start, com_end;
 	bool have_com;
+	/* Scratch for the address being parsed, reused: one allocation
+	 * per list, not per address. */
+	struct buf phrase, local, dom, adl, name;
 };
 
 static bool is_ws(uint8_t c)
@@ -155,11 +158,10 @@ static void append_unfolded(struct buf *b, const uint8_t *p, size_t n)
 	}
 }
 
-/* A quoted string at the cursor: raw (with quotes) into raw, content
- * (quoted-pairs undone) into text. */
-static void read_quoted(struct ap *a, struct buf *raw, struct buf *text)
+/* A quoted string at the cursor: its content (quoted-pairs undone,
+ * line breaks dropped) appended to t1 and t2 (either may be NULL). */
+static void read_quoted(struct ap *a, struct buf *t1, struct buf *t2)
 {
-	size_t start = a->pos;
 	a->pos++;
 	while (a->pos < a->len) {
 		uint8_t c = a->p[a->pos];
@@ -171,12 +173,14 @@ static void read_quoted(struct ap *a, struct buf *raw, struct buf *text)
 			a->pos++;
 			c = a->p[a->pos];
 		}
-		if (text != NULL && c != '\r' && c != '\n')
-			buf_append(text, &c, 1);
+		if (c != '\r' && c != '\n') {
+			if (t1 != NULL)
+				buf_append(t1, &c, 1);
+			if (t2 != NULL)
+				buf_append(t2, &c, 1);
+		}
 		a->pos++;
 	}
-	if (raw != NULL)
-		append_unfolded(raw, a->p + start, a->pos - start);
 }
 
 static void read_atom(struct ap *a, struct buf *b1, struct buf *b2)
@@ -318,20 +322,20 @@ static void comment_name(const struct ap *a, struct buf *name)
 
 static void parse_angle(struct ap *a, struct buf *name)
 {
-	struct buf adl, local, dom;
+	struct buf *adl = &a->adl, *local = &a->local, *dom = &a->dom;
 
-	buf_init(&adl, 0);
-	buf_init(&local, 0);
-	buf_init(&dom, 0);
+	buf_reset(adl);
+	buf_reset(local);
+	buf_reset(dom);
 	skip_cfws(a);
 	if (peek(a) == '@') {
 		/* obs-route: "@a,@b:" before the addr-spec */
 		while (peek(a) == '@') {
 			a->pos++;
-			if (adl.len > 0)
-				buf_append(&adl, ",", 1);
-			buf_append(&adl, "@", 1);
-			read_domain(a, &adl);
+			if (adl->len > 0)
+				buf_append(adl, ",", 1);
+			buf_append(adl, "@", 1);
+			read_domain(a, adl);
 			while (peek(a) == ',') {
 				a->pos++;
 				skip_cfws(a);
@@ -340,11 +344,11 @@ static void parse_angle(struct ap *a, struct buf *name)
 		if (peek(a) == ':')
 			a->pos++;
 	}
-	read_local(a, &local);
+	read_local(a, local);
 	skip_cfws(a);
 	if (peek(a) == '@') {
 		a->pos++;
-		read_domain(a, &dom);
+		read_domain(a, dom);
 	}
 	while (a->pos < a->len && a->p[a->pos] != '>') {
 		if (a->p[a->pos] == '"')
@@ -354,10 +358,7 @@ static void parse_angle(struct ap *a, struct buf *name)
 	}
 	if (a->pos < a->len)
 		a->pos++;
-	emit(a, name, &adl, &local, &dom);
-	buf_deinit(&adl);
-	buf_deinit(&local);
-	buf_deinit(&dom);
+	emit(a, name, adl, local, dom);
 }
 
 static void parse_address(struct ap *a, bool in_group);
@@ -388,26 +389,29 @@ static void parse_group(struct ap *a, const struct buf *name)
 
 static void parse_address(struct ap *a, bool in_group)
 {
-	struct buf phrase, local;
-	bool words = false;
+	struct buf *phrase = &a->phrase, *local = &a->local;
+	bool words = false, name_like = false;
 
-	buf_init(&phrase, 0);
-	buf_init(&local, 0);
+	buf_reset(phrase);
+	buf_reset(local);
 	a->have_com = false;
 	for (;;) {
 		bool ws = skip_cfws(a);
 		int c = peek(a);
 		if (c == '"' || c == '.' || (c >= 0 && is_atext((uint8_t)c))) {
-			if (ws && phrase.len > 0)
-				buf_append(&phrase, " ", 1);
+			if (ws && phrase->len > 0) {
+				buf_append(phrase, " ", 1);
+				name_like = true;
+			}
 			if (c == '"') {
-				read_quoted(a, &local, &phrase);
+				read_quoted(a, local, phrase);
+				name_like = true;
 			} else if (c == '.') {
-				buf_append(&phrase, ".", 1);
-				buf_append(&local, ".", 1);
+				buf_append(phrase, ".", 1);
+				buf_append(local, ".", 1);
 				a->pos++;
 			} else {
-				read_atom(a, &phrase, &local);
+				read_atom(a, phrase, local);
 			}
 			words = true;
 			continue;
@@ -417,32 +421,34 @@ static void parse_address(struct ap *a, bool in_group)
 	int c = peek(a);
 	if (c == '<') {
 		a->pos++;
-		parse_angle(a, &phrase);
+		/* The phrase buffer is the name; parse_angle uses the
+		 * others. */
+		parse_angle(a, phrase);
 	} else if (c == ':' && !in_group) {
 		a->pos++;
-		parse_group(a, &phrase);
+		/* The group name is written before members reuse the
+		 * scratch buffers. */
+		parse_group(a, phrase);
 	} else if (c == '@') {
-		struct buf dom, name, none;
-		buf_init(&dom, 0);
-		buf_init(&name, 0);
-		buf_init(&none, 0);
+		buf_reset(&a->dom);
+		buf_reset(&a->name);
+		buf_reset(&a->adl);
 		a->pos++;
-		read_domain(a, &dom);
+		read_domain(a, &a->dom);
 		if (a->have_com)
-			comment_name(a, &name);
-		emit(a, &name, &none, &local, &dom);
-		buf_deinit(&dom);
-		buf_deinit(&name);
+			comment_name(a, &a->name);
+		emit(a, &a->name, &a->adl, local, &a->dom);
 	} else if (words) {
-		/* No '@': a local name alone, or a phrase with no address
-		 * ("From: John Doe"); keep what there is. */
-		struct buf none;
-		buf_init(&none, 0);
-		emit(a, &none, &none, &phrase, &none);
+		/* No '@': a local name alone ("postmaster") is a mailbox; a
+		 * phrase ("John Doe", "\"Name\"") is a name without an
+		 * address. */
+		buf_reset(&a->adl);
+		if (name_like)
+			emit(a, phrase, &a->adl, &a->adl, &a->adl);
+		else
+			emit(a, &a->adl, &a->adl, local, &a->adl);
 	}
 	skip_junk(a, in_group);
-	buf_deinit(&phrase);
-	buf_deinit(&local);
 }
 
 bool mime_address_list(struct kstr value, struct buf *out, bool *written_r)
@@ -471,6 +477,11 @@ bool mime_address_list(struct kstr value, struct buf *out, bool *written_r)
 	} else {
 		a.ok = buf_append_str(out, "NIL");
 	}
+	buf_deinit(&a.phrase);
+	buf_deinit(&a.local);
+	buf_deinit(&a.dom);
+	buf_deinit(&a.adl);
+	buf_deinit(&a.name);
 	*written_r = a.any;
 	return a.ok;
 }

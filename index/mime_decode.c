@@ -327,16 +327,49 @@ struct ew {
 	size_t used;
 };
 
-static bool ew_parse(const uint8_t *p, size_t len, struct ew *ew)
+/* Longest encoded text accepted (RFC 2047 allows 75 characters for the
+ * whole word; real mail is sloppier). */
+#define EW_MAX_TEXT 4096
+
+/* Finding "?=" again for every "=?" would be quadratic on a header made
+ * of "=?a?q?" repeated: remember the last one found. */
+struct qe_cache {
+	size_t from, at;	/* first "?=" at or after from is at */
+	bool valid;
+};
+
+static size_t find_qe(const uint8_t *p, size_t len, size_t from,
+		      struct qe_cache *qc)
 {
-	if (len < 8 || p[0] != '=' || p[1] != '?')
-		return false;
-	size_t i = 2;
-	while (i < len && i < 80 && p[i] != '?' && p[i] > ' ' && p[i] < 0x7f)
+	if (qc->valid && from >= qc->from && from <= qc->at)
+		return qc->at;
+	if (qc->valid && from < qc->from) {
+		/* Only the bytes before the cached start are new. */
+		for (size_t i = from; i + 1 < len && i < qc->from; i++) {
+			if (p[i] == '?' && p[i + 1] == '=')
+				return i;
+		}
+		return qc->at;
+	}
+	size_t i = from;
+	while (i + 1 < len && !(p[i] == '?' && p[i + 1] == '='))
 		i++;
-	if (i >= len || p[i] != '?' || i == 2)
+	qc->from = from;
+	qc->at = i + 1 < len ? i : len;
+	qc->valid = true;
+	return qc->at;
+}
+
+static bool ew_parse(const uint8_t *p, size_t len, size_t start,
+		     struct qe_cache *qc, struct ew *ew)
+{
+	size_t i = start + 2;
+	while (i < len && i < start + 80 && p[i] != '?' && p[i] > ' ' &&
+	       p[i] < 0x7f)
+		i++;
+	if (i >= len || p[i] != '?' || i == start + 2)
 		return false;
-	ew->charset = kstr_make(p + 2, i - 2);
+	ew->charset = kstr_make(p + start + 2, i - start - 2);
 	const uint8_t *star = memchr(ew->charset.p, '*', ew->charset.len);
 	if (star != NULL)
 		ew->charset.len = (size_t)(star - ew->charset.p);
@@ -348,15 +381,13 @@ static bool ew_parse(const uint8_t *p, size_t len, struct ew *ew)
 		return false;
 	ew->b = enc == 'b';
 	i += 2;
-	size_t ts = i;
 	/* Lenient: broken mailers put spaces in Q text, so the word ends
 	 * at the first "?=" whatever comes before it. */
-	while (i + 1 < len && !(p[i] == '?' && p[i + 1] == '='))
-		i++;
-	if (i + 1 >= len)
+	size_t e = find_qe(p, len, i, qc);
+	if (e >= len || e - i > EW_MAX_TEXT)
 		return false;
-	ew->text = kstr_make(p + ts, i - ts);
-	ew->used = i + 2;
+	ew->text = kstr_make(p + i, e - i);
+	ew->used = e + 2 - start;
 	return true;
 }
 
@@ -417,11 +448,12 @@ bool mime_header_decode(struct kstr in, struct buf *out)
 	const uint8_t *p = u.data;
 
 	buf_init(&pend, 0);
+	struct qe_cache qc = { 0, 0, false };
 	size_t i = 0, seg = 0;
 	while (i < n) {
 		struct ew ew;
 		if (p[i] != '=' || i + 1 >= n || p[i + 1] != '?' ||
-		    !ew_parse(p + i, n - i, &ew)) {
+		    !ew_parse(p, n, i, &qc, &ew)) {
 			i++;
 			continue;
 		}

@@ -84,8 +84,11 @@ struct store {
 	const struct store_ops *ops;
 };
 
-/* Opens a backend from a spec: "fs:DIR". Returns 0 or a negative error
- * with *error_r set. */
+/* Opens a backend from a spec: "fs:DIR" or "s3:http(s)://HOST:PORT/BUCKET"
+ * (keys from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * optional AWS_SESSION_TOKEN, AWS_REGION (default us-east-1),
+ * KURA_S3_CA_FILE, KURA_S3_ADDRESSING=virtual for BUCKET.HOST URLs).
+ * Returns 0 or a negative error with *error_r set. */
 int store_open(const char *spec, struct store **store_r, const char **error_r);
 void store_close(struct store **s);
 void store_list_free(struct store_list *l);
@@ -122,5 +125,54 @@ static inline int store_list(struct store *s, const char *prefix,
 /* The fs backend: objects are files under dir (created if missing). */
 int store_fs_create(const char *dir, struct store **store_r,
 		    const char **error_r);
+
+/* The s3 backend (storage/store_s3.c): objects in one bucket of an
+ * S3-compatible store (AWS S3, Ceph RGW, MinIO), signed with AWS SigV4
+ * through libcurl. Inside a task a request is driven by the thread's
+ * loop (one curl multi handle per thread, sockets watched through the
+ * ring) and only the calling task waits; outside a task it blocks.
+ * Idempotent requests (GET, HEAD, DELETE, LIST, plain PUT) are retried
+ * with jittered exponential backoff on 5xx, 408, 429, timeouts and
+ * connection errors; so is a create-only PUT, whose 412 after a retry
+ * counts as success when the stored object carries this call's put id
+ * (x-amz-meta-kura-put-id). The backend must honour "If-None-Match: *"
+ * on PUT (store_check_create_only()).
+ *
+ * Every store of one thread shares that thread's multi handle and
+ * connection cache; a thread's tasks must all run on one loop at a time
+ * (a task on another loop gets KURA_EUNAVAIL while requests of the
+ * first are in flight). Destroy the stores before the loop they ran on.
+ * User metadata names are sent as x-amz-meta-NAME (S3 folds them to
+ * lower case); "kura-put-id" is reserved; an entry with an empty value
+ * is not sent. */
+struct store_s3_options {
+	const char *access_key;		/* required */
+	const char *secret_key;		/* required */
+	const char *session_token;	/* NULL, or x-amz-security-token */
+	const char *region;		/* NULL or "" = "us-east-1" */
+	const char *ca_file;		/* NULL = the system's CA bundle */
+	bool virtual_host;		/* BUCKET.HOST/KEY, not HOST/BUCKET/KEY */
+	unsigned connect_timeout_ms;	/* 0 = 5000 */
+	unsigned timeout_ms;		/* 0 = 30000, per attempt */
+	unsigned max_attempts;		/* 0 = 4 (1 = no retries) */
+	unsigned retry_base_ms;		/* 0 = 50: first backoff, doubling */
+	unsigned max_host_connections;	/* 0 = 64, per thread and host */
+};
+
+/* url: "http://HOST[:PORT]/BUCKET" or "https://..." (an "s3:" in front
+ * is skipped); no credentials, query or path below the bucket. The
+ * strings of opt are copied. No request is made: a wrong endpoint or
+ * key shows on the first call. Returns 0, or KURA_EINVAL with *error_r
+ * set (the text never repeats the secret key). */
+int store_s3_create(const char *url, const struct store_s3_options *opt,
+		    struct store **store_r, const char **error_r);
+
+/* Start-up check that s honours create-only PUT (DESIGN.md §5): puts a
+ * fresh probe key "kura-probe/create-only/<random>" create-only twice
+ * and deletes it. Returns 0 when the second put failed with
+ * KURA_ECONFLICT; KURA_EINVAL when it succeeded (the backend ignores
+ * If-None-Match: refuse multi-node operation); the store's error when a
+ * request failed. May suspend. */
+int store_check_create_only(struct store *s, const char **error_r);
 
 #endif

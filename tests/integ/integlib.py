@@ -102,6 +102,26 @@ def port_open(host, port):
 	return True
 
 
+def greets(host, port):
+	try:
+		s = socket.create_connection((host, port), timeout=1)
+	except OSError:
+		return False
+	try:
+		s.settimeout(2)
+		data = b""
+		while b"\n" not in data:
+			d = s.recv(512)
+			if not d:
+				return False
+			data += d
+		return data.startswith(b"* OK") or data.startswith(b"* PREAUTH")
+	except OSError:
+		return False
+	finally:
+		s.close()
+
+
 def timeout_scale():
 	if os.environ.get("KURA_VALGRIND") == "1":
 		return 10.0
@@ -164,6 +184,13 @@ class Server:
 	def start(self):
 		self.prepare()
 		self.expected_exit = False
+		# A killed server's listening sockets can outlive its process for
+		# a moment (io_uring releases files asynchronously); connections
+		# the kernel queues on them are lost.  Wait until they are gone.
+		deadline = time.time() + 10
+		while time.time() < deadline and (port_open(self.host, self.port) or
+						  port_open(self.host, self.tls_port)):
+			time.sleep(0.02)
 		err = open(self.stderr_path, "ab")
 		self.proc = subprocess.Popen(self.command(), env=self.environment(),
 					     stdin=subprocess.DEVNULL, stdout=err,
@@ -177,12 +204,13 @@ class Server:
 						 % (self.kind, self.proc.returncode,
 						    tail(self.stderr_path, 5)
 						    or tail(self.log_path, 5)))
-			if port_open(self.host, self.port) and \
-			   port_open(self.host, self.tls_port):
+			# Ready = a greeting on the plain port (only a live server
+			# sends one) and the TLS port accepting.
+			if greets(self.host, self.port) and port_open(self.host, self.tls_port):
 				return
 			time.sleep(0.05)
 		self.kill(signal.SIGKILL)
-		raise ServerDied("%s did not accept connections within the start timeout: %s"
+		raise ServerDied("%s did not greet within the start timeout: %s"
 				 % (self.kind, tail(self.stderr_path, 5)))
 
 	def alive(self):

@@ -110,6 +110,8 @@ class Runner:
 			self.fail(name, tests)
 			return
 		workdir = os.path.join(self.base, name)
+		# A fresh store per run: users u1.. are handed out again.
+		shutil.rmtree(workdir, ignore_errors=True)
 		server = integlib.make_server(self.args.server, workdir, self.cert, self.key,
 					      self.users, name)
 		ctx = integlib.Ctx(server, self.alloc_user)

@@ -254,23 +254,33 @@ def test_authenticate_cancel(ctx):
 
 
 def test_authenticate_failures(ctx):
+	# One connection per failure: servers may end a session after a few
+	# failed authentications.
 	u = ctx.user()
 	c = ctx.conn()
 	r = c.cmd("AUTHENTICATE PLAIN ", sasl_plain(u.name, "nope"))
 	eq(r.status, "NO", "AUTHENTICATE with a wrong password (%r)" % r)
 	eq(r.code_name(), "AUTHENTICATIONFAILED", "code of a failed AUTHENTICATE (%r)" % r)
+	c.login(u)
+	c = ctx.conn()
 	r = c.cmd("AUTHENTICATE X-NO-SUCH-MECHANISM")
 	eq(r.status, "NO", "AUTHENTICATE with an unsupported mechanism (%r)" % r)
+	c.login(u)
+	c = ctx.conn()
 	r = c.cmd("AUTHENTICATE PLAIN !!!notbase64!!!")
 	must_refuse(r, "AUTHENTICATE PLAIN with invalid base64")
+	c.login(u)
 	# Authorization identity different from the user: must not log in as
 	# somebody else.
 	other = ctx.user()
+	c = ctx.conn()
 	r = c.cmd("AUTHENTICATE PLAIN ", sasl_plain(u.name, u.password, authz=other.name))
 	if r.status == "OK":
 		raise Fail("AUTHENTICATE PLAIN with authzid=%s accepted for %s (proxy auth without admin rights)"
 			   % (other.name, u.name))
-	c.login(u)
+	c = ctx.conn()
+	r = c.cmd("AUTHENTICATE PLAIN ", sasl_plain(u.name, u.password, authz=u.name))
+	eq(r.status, "OK", "AUTHENTICATE PLAIN with authzid equal to the user (%r)" % r)
 
 
 def test_authenticate_imaplib(ctx):

@@ -37,6 +37,7 @@ struct fault_store {
 	struct store *inner;
 	int fail_puts;		/* next puts fail without writing */
 	int lost_acks;		/* next puts write, then report failure */
+	int then_fail;		/* fail_puts after a lost acknowledgement */
 	unsigned puts, gets, heads, lists;
 	const char *hook_suffix;	/* before a put of a key ending so */
 	void (*hook)(void *arg);
@@ -80,6 +81,8 @@ static int f_put(struct store *s, const char *key, const void *data,
 	int rc = store_put(f->inner, key, data, len, flags, meta, error_r);
 	if (f->lost_acks > 0) {
 		f->lost_acks--;
+		f->fail_puts = f->then_fail;
+		f->then_fail = 0;
 		if (rc == 0) {
 			if (error_r != NULL)
 				*error_r = "injected lost acknowledgement";
@@ -877,6 +880,11 @@ static void test_messages(struct index *idx)
 	index_account_unref(&a);
 }
 
+static void hook_fail_next(void *arg)
+{
+	((struct fault_store *)arg)->fail_puts = 1;
+}
+
 /* One PUT per APPEND commit; failures leave nothing behind. */
 static void test_faults(void)
 {
@@ -931,20 +939,40 @@ static void test_faults(void)
 	CHECK_EQ_INT(mbox(a, "INBOX")->count, 3);
 	f.lost_acks = 0;
 
-	/* Written but every answer lost: EUNAVAIL now, and the next
-	 * refresh finds the entry (a retry of the command would then see
-	 * it). */
+	/* Written, but every answer lost: KURA_EUNAVAIL and nothing
+	 * applied in memory; the next refresh finds the entry. */
 	free(before);
 	before = dump(a);
 	f.lost_acks = 1;
-	f.fail_puts = 0;
-	/* First try writes (ack lost), the retries fail outright. */
-	struct fault_store *fp = &f;
-	fp->lost_acks = 1;
-	CHECK_EQ_INT(append_n(a, "INBOX", 1, 0, NULL, NULL), 0);
-	CHECK_EQ_INT(mbox(a, "INBOX")->count, 4);
+	f.then_fail = 2;
+	CHECK_EQ_INT(append_n(a, "INBOX", 1, 0, NULL, NULL), KURA_EUNAVAIL);
+	after = dump(a);
+	CHECK_EQ_STR(before, after);
+	free(after);
 	free(before);
+	CHECK_EQ_INT(log_count("dave"), entries + 3);
+	CHECK_EQ_INT(account_refresh(a, &err), 0);
+	CHECK_EQ_INT(mbox(a, "INBOX")->count, 4);
 
+	CHECK(same_on_new_node(a, 1000));
+	index_account_unref(&a);
+	index_destroy(&idx);
+
+	/* A snapshot that cannot be written is logged and ignored. */
+	idx = new_index(&f.base, NULL, 3);
+	a = get_acct(idx, "dora");
+	f.hook_suffix = "/mailboxes";
+	f.hook = hook_fail_next;
+	f.hook_arg = &f;
+	CHECK_EQ_INT(append_n(a, "INBOX", 1, 0, NULL, NULL), 0);
+	CHECK_EQ_INT(append_n(a, "INBOX", 1, 0, NULL, NULL), 0);
+	CHECK(f.hook == NULL);
+	CHECK_EQ_INT(hint_seq("dora"), 0);
+	CHECK_EQ_INT(count_keys("dora", "snap/"), 6);	/* objects, no list */
+	CHECK(same_on_new_node(a, 1000));
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(append_n(a, "INBOX", 1, 0, NULL, NULL), 0);
+	CHECK_EQ_INT(hint_seq("dora"), 6);
 	CHECK(same_on_new_node(a, 1000));
 	index_account_unref(&a);
 	index_destroy(&idx);

@@ -763,7 +763,7 @@ static void test_open(const char *dir)
 	const char *err = NULL;
 	char spec[256];
 
-	CHECK_EQ_INT(store_open("s3:https://secret@host/bucket", &s, &err),
+	CHECK_EQ_INT(store_open("swift:https://secret@host/bucket", &s, &err),
 		     KURA_EINVAL);
 	CHECK(s == NULL);
 	CHECK(err != NULL && strstr(err, "unknown store type") != NULL);
