@@ -309,9 +309,39 @@ void cmd_enable(struct cmd_ctx *cx)
 			return;
 		}
 	}
-	/* No capability of this version needs enabling; unknown ones are
-	 * ignored as RFC 5161 says. */
-	session_untagged(s, "ENABLED");
+	/* Unknown capabilities are ignored (RFC 5161); the response lists
+	 * only what this command newly enabled. */
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "ENABLED");
+	for (size_t i = 0; i < cx->nargs; i++) {
+		struct kstr n = cx->args[i].str;
+		bool *flag = NULL;
+		const char *name = NULL;
+		if (kstr_eq_ci(n, "CONDSTORE")) {
+			flag = &s->condstore;
+			name = "CONDSTORE";
+		} else if (kstr_eq_ci(n, "QRESYNC")) {
+			flag = &s->qresync;
+			name = "QRESYNC";
+		} else if (kstr_eq_ci(n, "IMAP4rev2")) {
+			flag = &s->rev2;
+			name = "IMAP4rev2";
+		} else if (kstr_eq_ci(n, "UTF8=ACCEPT")) {
+			flag = &s->utf8_enabled;
+			name = "UTF8=ACCEPT";
+		}
+		if (flag == NULL || *flag)
+			continue;
+		*flag = true;
+		buf_printf(&b, " %s", name);
+		if (flag == &s->qresync && !s->condstore) {
+			/* QRESYNC implies CONDSTORE (RFC 7162 3.2.3). */
+			s->condstore = true;
+		}
+	}
+	session_untagged(s, "%s", buf_cstr(&b));
+	buf_deinit(&b);
 	session_tagged(s, cx->tag, "OK", NULL, "ENABLE completed");
 }
 

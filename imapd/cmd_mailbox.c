@@ -26,13 +26,99 @@ static void write_flags_list(struct buf *b, const struct mailbox *mb, bool star)
 		buf_append_str(b, " \\*");
 }
 
+/* QRESYNC parameters of SELECT/EXAMINE (RFC 7162 3.2.5). */
+struct qresync_params {
+	bool on;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	struct kstr known_uids;	/* empty: all */
+};
+
+static bool parse_select_params(struct cmd_ctx *cx, const struct imap_arg *l,
+				bool *condstore_r, struct qresync_params *qr)
+{
+	for (size_t i = 0; i < l->list_count; i++) {
+		const struct imap_arg *a = &l->list[i];
+		if (arg_is_atom(a, "CONDSTORE")) {
+			*condstore_r = true;
+			continue;
+		}
+		if (!arg_is_atom(a, "QRESYNC") || i + 1 >= l->list_count ||
+		    l->list[i + 1].type != IMAP_ARG_LIST)
+			return false;
+		if (!cx->s->qresync)
+			return false;	/* RFC 7162: needs ENABLE QRESYNC first */
+		const struct imap_arg *q = &l->list[++i];
+		uint64_t v, ms;
+		if (q->list_count < 2 || q->list_count > 4 || q->list[0].type != IMAP_ARG_ATOM ||
+		    q->list[1].type != IMAP_ARG_ATOM || !kstr_to_u64(q->list[0].str, &v) ||
+		    v == 0 || v > UINT32_MAX || !kstr_to_u64(q->list[1].str, &ms))
+			return false;
+		qr->on = true;
+		qr->uidvalidity = (uint32_t)v;
+		qr->modseq = ms;
+		if (q->list_count >= 3) {
+			if (q->list[2].type == IMAP_ARG_ATOM) {
+				if (!seqset_is_valid(q->list[2].str))
+					return false;
+				qr->known_uids = q->list[2].str;
+			} else if (q->list[2].type != IMAP_ARG_LIST) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* After a QRESYNC SELECT: what changed since the client's modseq. */
+static void qresync_report(struct session *s, struct mailbox *mb, const struct qresync_params *qr)
+{
+	if (qr->uidvalidity != mb->uidvalidity)
+		return;
+	struct seqset known = { 0 };
+	bool have_known = qr->known_uids.len > 0 &&
+			  seqset_parse(qr->known_uids, mb->uidnext, 100000, &known);
+	uint32_t *gone = NULL;
+	size_t ngone = 0, cap = 0;
+	for (size_t i = 0; i < mb->nexpunged; i++) {
+		const struct index_expunged *e = &mb->expunged[i];
+		if (e->modseq <= qr->modseq)
+			continue;
+		if (have_known && !seqset_contains(&known, e->uid))
+			continue;
+		xgrow((void **)&gone, &cap, ngone + 1, sizeof(uint32_t));
+		gone[ngone++] = e->uid;
+	}
+	if (have_known)
+		seqset_free(&known);
+	if (ngone > 0) {
+		struct buf b;
+		buf_init(&b, 0);
+		buf_append_str(&b, "* VANISHED (EARLIER) ");
+		seqset_write(&b, gone, ngone);
+		buf_append_str(&b, "\r\n");
+		conn_write(s->conn, buf_head(&b), buf_used(&b));
+		buf_deinit(&b);
+	}
+	free(gone);
+	for (size_t i = 0; i < mb->count; i++) {
+		struct index_msg *m = &mb->msgs[i];
+		if (m->modseq > qr->modseq)
+			session_write_flags_fetch(s, mb, m, (uint32_t)i + 1, true, true);
+	}
+}
+
 static void do_select(struct cmd_ctx *cx, bool readonly)
 {
 	struct session *s = cx->s;
 	struct kstr name;
 	const char *what = readonly ? "EXAMINE" : "SELECT";
+	bool condstore = false;
+	struct qresync_params qr = { 0 };
 
-	if (cx->nargs != 1 || !arg_mailbox(cx, &cx->args[0], &name)) {
+	if (cx->nargs < 1 || cx->nargs > 2 || !arg_mailbox(cx, &cx->args[0], &name) ||
+	    (cx->nargs == 2 && (cx->args[1].type != IMAP_ARG_LIST ||
+				!parse_select_params(cx, &cx->args[1], &condstore, &qr)))) {
 		session_tagged(s, cx->tag, "BAD", NULL, "%s needs a valid mailbox name", what);
 		return;
 	}
@@ -41,6 +127,8 @@ static void do_select(struct cmd_ctx *cx, bool readonly)
 	session_unselect(s);
 	if (had && (s->qresync || s->rev2))
 		session_untagged(s, "OK [CLOSED] Previous mailbox closed");
+	if (condstore)
+		s->condstore = true;
 
 	const char *error = NULL;
 	int ret = account_refresh(s->acct, &error);
@@ -77,15 +165,29 @@ static void do_select(struct cmd_ctx *cx, bool readonly)
 	session_untagged(s, "OK [PERMANENTFLAGS (%s)] Flags permitted", buf_cstr(&b));
 	buf_deinit(&b);
 	session_untagged(s, "%zu EXISTS", s->nuids);
-	session_untagged(s, "%zu RECENT", s->nrecent);
-	for (size_t i = 0; i < mb->count; i++) {
-		if (!(mb->msgs[i].flags & MSG_SEEN)) {
-			session_untagged(s, "OK [UNSEEN %zu] First unseen", i + 1);
-			break;
+	if (!s->rev2) {
+		session_untagged(s, "%zu RECENT", s->nrecent);
+		for (size_t i = 0; i < mb->count; i++) {
+			if (!(mb->msgs[i].flags & MSG_SEEN)) {
+				session_untagged(s, "OK [UNSEEN %zu] First unseen", i + 1);
+				break;
+			}
 		}
+	} else {
+		struct buf lb;
+		buf_init(&lb, 0);
+		buf_append_str(&lb, "* LIST () \"/\" ");
+		imap_write_astring(&lb, kstr_cstr(mb->name));
+		buf_append_str(&lb, "\r\n");
+		conn_write(s->conn, buf_head(&lb), buf_used(&lb));
+		buf_deinit(&lb);
 	}
 	session_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", mb->uidvalidity);
 	session_untagged(s, "OK [UIDNEXT %u] Predicted next UID", mb->uidnext);
+	session_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
+			 (unsigned long long)mb->highestmodseq);
+	if (qr.on)
+		qresync_report(s, mb, &qr);
 	session_tagged(s, cx->tag, "OK", readonly ? "READ-ONLY" : "READ-WRITE",
 		       "%s completed", what);
 }
@@ -349,12 +451,29 @@ static void special_use_attrs(struct buf *b, uint32_t su)
 	}
 }
 
+/* Writes a mailbox name as the client reads it: modified UTF-7, or
+ * UTF-8 once UTF8=ACCEPT is enabled. */
+static void write_mailbox_name(struct session *s, struct buf *b, struct kstr name)
+{
+	if (s->utf8_enabled) {
+		struct buf u;
+		buf_init(&u, 0);
+		if (mutf7_to_utf8(name, &u)) {
+			imap_write_astring(b, buf_kstr(&u));
+			buf_deinit(&u);
+			return;
+		}
+		buf_deinit(&u);
+	}
+	imap_write_astring(b, name);
+}
+
 static void list_reply(struct session *s, const char *kind, const char *attrs, struct kstr name)
 {
 	struct buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "* %s (%s) \"/\" ", kind, attrs);
-	imap_write_astring(&b, name);
+	write_mailbox_name(s, &b, name);
 	buf_append_str(&b, "\r\n");
 	conn_write(s->conn, buf_head(&b), buf_used(&b));
 	buf_deinit(&b);
@@ -383,29 +502,175 @@ static void name_set_free(struct name_set *ns)
 	free(ns->v);
 }
 
-static bool list_pattern(struct cmd_ctx *cx, struct kstr *pat_r, bool *empty_r)
+/* LIST-EXTENDED options (RFC 5258, 5819, 6154). */
+enum {
+	LSEL_SUBSCRIBED = 1 << 0,
+	LSEL_RECURSIVE = 1 << 1,
+	LSEL_SPECIAL = 1 << 2,
+	LRET_SUBSCRIBED = 1 << 3,
+	LRET_CHILDREN = 1 << 4,
+	LRET_SPECIAL = 1 << 5,
+	LRET_STATUS = 1 << 6,
+};
+
+struct list_req {
+	unsigned opts;
+	bool extended;
+	struct kstr ref;
+	struct kstr *pats;	/* full patterns (ref applied) */
+	size_t npats;
+	const struct imap_arg *status_items;
+	size_t nstatus;
+};
+
+static struct kstr join_pattern(struct cmd_ctx *cx, struct kstr ref, struct kstr mbox)
 {
-	if (cx->nargs != 2 || !arg_is_astring(&cx->args[0]) || !arg_is_astring(&cx->args[1]))
-		return false;
-	struct kstr ref = cx->args[0].str, mbox = cx->args[1].str;
-	*empty_r = mbox.len == 0;
 	if (mbox.len > 0 && mbox.p[0] == HIER_SEP)
 		ref.len = 0;
 	char *p = arena_alloc(cx->a, ref.len + mbox.len + 1);
-	memcpy(p, ref.p, ref.len);
-	memcpy(p + ref.len, mbox.p, mbox.len);
+	if (ref.len > 0)
+		memcpy(p, ref.p, ref.len);
+	if (mbox.len > 0)
+		memcpy(p + ref.len, mbox.p, mbox.len);
 	p[ref.len + mbox.len] = '\0';
-	*pat_r = kstr_make(p, ref.len + mbox.len);
+	return kstr_make(p, ref.len + mbox.len);
+}
+
+static bool list_parse(struct cmd_ctx *cx, struct list_req *r, bool *empty_r)
+{
+	const struct imap_arg *a = cx->args;
+	size_t n = cx->nargs, i = 0;
+	memset(r, 0, sizeof(*r));
+	if (i < n && a[i].type == IMAP_ARG_LIST) {
+		r->extended = true;
+		for (size_t k = 0; k < a[i].list_count; k++) {
+			const struct imap_arg *o = &a[i].list[k];
+			if (arg_is_atom(o, "SUBSCRIBED"))
+				r->opts |= LSEL_SUBSCRIBED | LRET_SUBSCRIBED;
+			else if (arg_is_atom(o, "RECURSIVEMATCH"))
+				r->opts |= LSEL_RECURSIVE;
+			else if (arg_is_atom(o, "SPECIAL-USE"))
+				r->opts |= LSEL_SPECIAL | LRET_SPECIAL;
+			else if (!arg_is_atom(o, "REMOTE"))
+				return false;
+		}
+		/* RECURSIVEMATCH alone is an error (RFC 5258 3.1). */
+		if ((r->opts & LSEL_RECURSIVE) && !(r->opts & (LSEL_SUBSCRIBED | LSEL_SPECIAL)))
+			return false;
+		i++;
+	}
+	if (n - i < 2 || !arg_is_astring(&a[i]))
+		return false;
+	r->ref = a[i++].str;
+	const struct imap_arg *pat = &a[i++];
+	*empty_r = false;
+	if (pat->type == IMAP_ARG_LIST) {
+		r->extended = true;
+		if (pat->list_count == 0)
+			return false;
+		r->pats = arena_alloc(cx->a, pat->list_count * sizeof(struct kstr));
+		for (size_t k = 0; k < pat->list_count; k++) {
+			if (!arg_is_astring(&pat->list[k]))
+				return false;
+			r->pats[r->npats++] = join_pattern(cx, r->ref, pat->list[k].str);
+		}
+	} else if (arg_is_astring(pat)) {
+		*empty_r = pat->str.len == 0 && !r->extended;
+		r->pats = arena_alloc(cx->a, sizeof(struct kstr));
+		r->pats[r->npats++] = join_pattern(cx, r->ref, pat->str);
+	} else {
+		return false;
+	}
+	if (i < n) {
+		if (n - i != 2 || !arg_is_atom(&a[i], "RETURN") || a[i + 1].type != IMAP_ARG_LIST)
+			return false;
+		r->extended = true;
+		const struct imap_arg *l = &a[i + 1];
+		for (size_t k = 0; k < l->list_count; k++) {
+			const struct imap_arg *o = &l->list[k];
+			if (arg_is_atom(o, "SUBSCRIBED")) {
+				r->opts |= LRET_SUBSCRIBED;
+			} else if (arg_is_atom(o, "CHILDREN")) {
+				r->opts |= LRET_CHILDREN;
+			} else if (arg_is_atom(o, "SPECIAL-USE")) {
+				r->opts |= LRET_SPECIAL;
+			} else if (arg_is_atom(o, "STATUS") && k + 1 < l->list_count &&
+				   l->list[k + 1].type == IMAP_ARG_LIST &&
+				   status_items_valid(l->list[k + 1].list, l->list[k + 1].list_count)) {
+				r->opts |= LRET_STATUS;
+				r->status_items = l->list[k + 1].list;
+				r->nstatus = l->list[k + 1].list_count;
+				k++;
+			} else {
+				return false;
+			}
+		}
+	}
 	return true;
+}
+
+static bool list_any_match(const struct list_req *r, struct kstr name)
+{
+	for (size_t k = 0; k < r->npats; k++)
+		if (list_match(r->pats[k], name))
+			return true;
+	return false;
+}
+
+static bool has_subscribed_child(struct account *a, struct kstr name)
+{
+	size_t n = account_subscription_count(a);
+	for (size_t i = 0; i < n; i++) {
+		const char *sub = account_subscription_at(a, i);
+		size_t l = strlen(sub);
+		if (l > name.len && sub[name.len] == HIER_SEP && memcmp(sub, name.p, name.len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void list_emit(struct session *s, const struct list_req *r, struct kstr name,
+		      struct mailbox *mb, bool phantom, bool childinfo)
+{
+	struct buf attrs;
+	buf_init(&attrs, 0);
+	bool subscribed = account_is_subscribed(s->acct, name);
+	if (mb == NULL)
+		buf_append_str(&attrs, r->extended && !phantom ? "\\NonExistent" : "\\Noselect");
+	bool kids = has_children(s->acct, name);
+	if (mb != NULL || phantom)
+		buf_printf(&attrs, "%s%s", buf_used(&attrs) ? " " : "",
+			   kids ? "\\HasChildren" : "\\HasNoChildren");
+	if ((r->opts & LRET_SUBSCRIBED) && subscribed)
+		buf_printf(&attrs, "%s\\Subscribed", buf_used(&attrs) ? " " : "");
+	if (mb != NULL && mb->special_use) {
+		struct buf su;
+		buf_init(&su, 0);
+		special_use_attrs(&su, mb->special_use);
+		buf_append_str(&attrs, buf_used(&attrs) ? buf_cstr(&su) : buf_cstr(&su) + 1);
+		buf_deinit(&su);
+	}
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "* LIST (%s) \"/\" ", buf_used(&attrs) ? buf_cstr(&attrs) : "");
+	write_mailbox_name(s, &b, name);
+	if (childinfo)
+		buf_append_str(&b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+	buf_append_str(&b, "\r\n");
+	if ((r->opts & LRET_STATUS) && mb != NULL)
+		status_write(s, &b, mb, r->status_items, r->nstatus);
+	conn_write(s->conn, buf_head(&b), buf_used(&b));
+	buf_deinit(&b);
+	buf_deinit(&attrs);
 }
 
 void cmd_list(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
-	struct kstr pat;
+	struct list_req r;
 	bool empty;
-	if (!list_pattern(cx, &pat, &empty)) {
-		session_tagged(s, cx->tag, "BAD", NULL, "LIST needs a reference and a pattern");
+	if (!list_parse(cx, &r, &empty)) {
+		session_tagged(s, cx->tag, "BAD", NULL, "Invalid LIST arguments");
 		return;
 	}
 	if (empty) {
@@ -413,23 +678,48 @@ void cmd_list(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "OK", NULL, "LIST completed");
 		return;
 	}
-	bool pct = memchr(pat.p, '%', pat.len) != NULL;
+	if (r.opts & LRET_STATUS) {
+		const char *error = NULL;
+		int ret = account_refresh(s->acct, &error);
+		if (ret < 0) {
+			session_tagged_error(s, cx->tag, ret, error, "LIST");
+			return;
+		}
+	}
 	struct name_set seen = { 0 };
+	if (r.opts & LSEL_SUBSCRIBED) {
+		size_t n = account_subscription_count(s->acct);
+		for (size_t i = 0; i < n; i++) {
+			struct kstr name = kstr_cstr(account_subscription_at(s->acct, i));
+			if (list_any_match(&r, name) && name_set_add(&seen, name))
+				list_emit(s, &r, name, account_mailbox_find(s->acct, name), false, false);
+		}
+		if (r.opts & LSEL_RECURSIVE) {
+			size_t m = account_mailbox_count(s->acct);
+			for (size_t i = 0; i < m; i++) {
+				struct mailbox *mb = account_mailbox_at(s->acct, i);
+				struct kstr name = kstr_cstr(mb->name);
+				if (!account_is_subscribed(s->acct, name) && list_any_match(&r, name) &&
+				    has_subscribed_child(s->acct, name) && name_set_add(&seen, name))
+					list_emit(s, &r, name, mb, false, true);
+			}
+		}
+		name_set_free(&seen);
+		session_tagged(s, cx->tag, "OK", NULL, "LIST completed");
+		return;
+	}
+	bool pct = false;
+	for (size_t k = 0; k < r.npats; k++)
+		pct = pct || memchr(r.pats[k].p, '%', r.pats[k].len) != NULL;
 	size_t n = account_mailbox_count(s->acct);
 	for (size_t i = 0; i < n; i++) {
 		struct mailbox *mb = account_mailbox_at(s->acct, i);
 		struct kstr name = kstr_cstr(mb->name);
-		if (list_match(pat, name)) {
-			struct buf attrs;
-			buf_init(&attrs, 0);
-			buf_append_str(&attrs, has_children(s->acct, name) ? "\\HasChildren" :
-					       "\\HasNoChildren");
-			special_use_attrs(&attrs, mb->special_use);
-			list_reply(s, "LIST", buf_cstr(&attrs), name);
-			buf_deinit(&attrs);
-			name_set_add(&seen, name);
-		}
-		if (!pct)
+		if ((r.opts & LSEL_SPECIAL) && mb->special_use == 0)
+			continue;
+		if (list_any_match(&r, name) && name_set_add(&seen, name))
+			list_emit(s, &r, name, mb, false, false);
+		if (!pct || (r.opts & LSEL_SPECIAL))
 			continue;
 		/* Superiors that are not mailboxes but match a '%' level. */
 		for (size_t k = 1; k < name.len; k++) {
@@ -438,12 +728,21 @@ void cmd_list(struct cmd_ctx *cx)
 			struct kstr parent = kstr_make(name.p, k);
 			if (account_mailbox_find(s->acct, parent) != NULL)
 				continue;
-			if (list_match(pat, parent) && name_set_add(&seen, parent))
-				list_reply(s, "LIST", "\\Noselect \\HasChildren", parent);
+			if (list_any_match(&r, parent) && name_set_add(&seen, parent))
+				list_emit(s, &r, parent, NULL, true, false);
 		}
 	}
 	name_set_free(&seen);
 	session_tagged(s, cx->tag, "OK", NULL, "LIST completed");
+}
+
+static bool list_pattern(struct cmd_ctx *cx, struct kstr *pat_r, bool *empty_r)
+{
+	if (cx->nargs != 2 || !arg_is_astring(&cx->args[0]) || !arg_is_astring(&cx->args[1]))
+		return false;
+	*empty_r = cx->args[1].str.len == 0;
+	*pat_r = join_pattern(cx, cx->args[0].str, cx->args[1].str);
+	return true;
 }
 
 void cmd_lsub(struct cmd_ctx *cx)
@@ -487,26 +786,76 @@ void cmd_lsub(struct cmd_ctx *cx)
 
 /* ---- STATUS ---- */
 
+static const char *const status_items[] = {
+	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+	"SIZE", "DELETED", "APPENDLIMIT",
+};
+
+bool status_items_valid(const struct imap_arg *items, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool ok = false;
+		for (size_t k = 0; k < ARRAY_SIZE(status_items); k++)
+			ok = ok || arg_is_atom(&items[i], status_items[k]);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+void status_write(struct session *s, struct buf *b, struct mailbox *mb,
+		  const struct imap_arg *items, size_t n)
+{
+	buf_append_str(b, "* STATUS ");
+	imap_write_astring(b, kstr_cstr(mb->name));
+	buf_append_str(b, " (");
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *it = &items[i];
+		if (i > 0)
+			buf_append_str(b, " ");
+		if (arg_is_atom(it, "MESSAGES")) {
+			buf_printf(b, "MESSAGES %zu", mb->count);
+		} else if (arg_is_atom(it, "RECENT")) {
+			size_t first = mailbox_msg_lower_bound(mb, mb->recent_floor);
+			buf_printf(b, "RECENT %zu", mb->count - first);
+		} else if (arg_is_atom(it, "UIDNEXT")) {
+			buf_printf(b, "UIDNEXT %u", mb->uidnext);
+		} else if (arg_is_atom(it, "UIDVALIDITY")) {
+			buf_printf(b, "UIDVALIDITY %u", mb->uidvalidity);
+		} else if (arg_is_atom(it, "UNSEEN") || arg_is_atom(it, "DELETED")) {
+			uint32_t flag = arg_is_atom(it, "UNSEEN") ? MSG_SEEN : MSG_DELETED;
+			size_t cnt = 0;
+			for (size_t k = 0; k < mb->count; k++)
+				if (!!(mb->msgs[k].flags & flag) == (flag == MSG_DELETED))
+					cnt++;
+			buf_printf(b, "%s %zu", flag == MSG_SEEN ? "UNSEEN" : "DELETED", cnt);
+		} else if (arg_is_atom(it, "HIGHESTMODSEQ")) {
+			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)mb->highestmodseq);
+		} else if (arg_is_atom(it, "SIZE")) {
+			buf_printf(b, "SIZE %llu", (unsigned long long)mb->total_size);
+		} else if (arg_is_atom(it, "APPENDLIMIT")) {
+			buf_printf(b, "APPENDLIMIT %llu",
+				   (unsigned long long)s->srv->set.max_append_size);
+		}
+	}
+	buf_append_str(b, ")\r\n");
+}
+
 void cmd_status(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
 	struct kstr name;
 	if (cx->nargs != 2 || !arg_mailbox(cx, &cx->args[0], &name) ||
-	    cx->args[1].type != IMAP_ARG_LIST || cx->args[1].list_count == 0) {
+	    cx->args[1].type != IMAP_ARG_LIST ||
+	    !status_items_valid(cx->args[1].list, cx->args[1].list_count)) {
 		session_tagged(s, cx->tag, "BAD", NULL, "STATUS needs a mailbox and a list of items");
 		return;
 	}
-	const struct imap_arg *items = cx->args[1].list;
-	size_t nitems = cx->args[1].list_count;
-	for (size_t i = 0; i < nitems; i++) {
-		const struct imap_arg *it = &items[i];
-		if (!(arg_is_atom(it, "MESSAGES") || arg_is_atom(it, "RECENT") ||
-		      arg_is_atom(it, "UIDNEXT") || arg_is_atom(it, "UIDVALIDITY") ||
-		      arg_is_atom(it, "UNSEEN"))) {
-			session_tagged(s, cx->tag, "BAD", NULL, "Unknown STATUS item");
-			return;
-		}
-	}
+	for (size_t i = 0; i < cx->args[1].list_count; i++)
+		if (arg_is_atom(&cx->args[1].list[i], "HIGHESTMODSEQ"))
+			s->condstore = true;
 	const char *error = NULL;
 	int ret = account_refresh(s->acct, &error);
 	if (ret < 0) {
@@ -520,31 +869,7 @@ void cmd_status(struct cmd_ctx *cx)
 	}
 	struct buf b;
 	buf_init(&b, 0);
-	buf_append_str(&b, "* STATUS ");
-	imap_write_astring(&b, name);
-	buf_append_str(&b, " (");
-	for (size_t i = 0; i < nitems; i++) {
-		const struct imap_arg *it = &items[i];
-		if (i > 0)
-			buf_append_str(&b, " ");
-		if (arg_is_atom(it, "MESSAGES")) {
-			buf_printf(&b, "MESSAGES %zu", mb->count);
-		} else if (arg_is_atom(it, "RECENT")) {
-			size_t first = mailbox_msg_lower_bound(mb, mb->recent_floor);
-			buf_printf(&b, "RECENT %zu", mb->count - first);
-		} else if (arg_is_atom(it, "UIDNEXT")) {
-			buf_printf(&b, "UIDNEXT %u", mb->uidnext);
-		} else if (arg_is_atom(it, "UIDVALIDITY")) {
-			buf_printf(&b, "UIDVALIDITY %u", mb->uidvalidity);
-		} else if (arg_is_atom(it, "UNSEEN")) {
-			size_t unseen = 0;
-			for (size_t k = 0; k < mb->count; k++)
-				if (!(mb->msgs[k].flags & MSG_SEEN))
-					unseen++;
-			buf_printf(&b, "UNSEEN %zu", unseen);
-		}
-	}
-	buf_append_str(&b, ")\r\n");
+	status_write(s, &b, mb, cx->args[1].list, cx->args[1].list_count);
 	conn_write(s->conn, buf_head(&b), buf_used(&b));
 	buf_deinit(&b);
 	session_tagged(s, cx->tag, "OK", NULL, "STATUS completed");

@@ -141,18 +141,69 @@ static int load_message(void *ctx, struct kstr *msg_r)
 	return 0;
 }
 
+enum search_ret {
+	SRET_MIN = 1 << 0,
+	SRET_MAX = 1 << 1,
+	SRET_ALL = 1 << 2,
+	SRET_COUNT = 1 << 3,
+	SRET_SAVE = 1 << 4,
+};
+
+/* "RETURN (...)" of ESEARCH (RFC 4731); returns the number of args
+ * consumed, or -1 for bad syntax. */
+static int parse_search_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
+			       bool *esearch_r)
+{
+	if (n < 2 || !arg_is_atom(&args[0], "RETURN"))
+		return 0;
+	if (args[1].type != IMAP_ARG_LIST)
+		return -1;
+	unsigned r = 0;
+	for (size_t i = 0; i < args[1].list_count; i++) {
+		const struct imap_arg *a = &args[1].list[i];
+		if (arg_is_atom(a, "MIN"))
+			r |= SRET_MIN;
+		else if (arg_is_atom(a, "MAX"))
+			r |= SRET_MAX;
+		else if (arg_is_atom(a, "ALL"))
+			r |= SRET_ALL;
+		else if (arg_is_atom(a, "COUNT"))
+			r |= SRET_COUNT;
+		else
+			return -1;
+	}
+	if (r == 0)
+		r = SRET_ALL;
+	*ret_r = r;
+	*esearch_r = true;
+	return 2;
+}
+
 void cmd_search(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
 	struct search_prog *prog;
 	const char *error = NULL;
-	if (cx->nargs == 0) {
+	unsigned retopts = 0;
+	bool esearch = false;
+	int skip = parse_search_return(cx->args, cx->nargs, &retopts, &esearch);
+	if (skip < 0) {
+		session_tagged(s, cx->tag, "BAD", NULL, "Invalid RETURN options");
+		return;
+	}
+	if (s->rev2 && !esearch) {
+		/* IMAP4rev2 answers every SEARCH with ESEARCH. */
+		esearch = true;
+		retopts = SRET_ALL;
+	}
+	const struct imap_arg *args = cx->args + skip;
+	size_t nargs = cx->nargs - (size_t)skip;
+	if (nargs == 0) {
 		session_tagged(s, cx->tag, "BAD", NULL, "SEARCH needs criteria");
 		return;
 	}
 	uint32_t max_uid = s->nuids ? s->uids[s->nuids - 1] : 0;
-	int ret = search_parse(cx->a, cx->args, cx->nargs, (uint32_t)s->nuids, max_uid, &prog,
-			       &error);
+	int ret = search_parse(cx->a, args, nargs, (uint32_t)s->nuids, max_uid, &prog, &error);
 	if (ret == SEARCH_EBADCHARSET) {
 		session_tagged(s, cx->tag, "NO", "BADCHARSET (UTF-8 US-ASCII)",
 			       "Unsupported charset");
@@ -162,16 +213,19 @@ void cmd_search(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "BAD", NULL, "%s", error ? error : "Invalid search");
 		return;
 	}
+	bool want_modseq = search_prog_uses_modseq(prog);
+	if (want_modseq)
+		s->condstore = true;
 	struct load_ctx lc = { .s = s, .a = cx->a };
 	buf_init(&lc.data, FETCH_MSG_MAX);
 	bool need = search_prog_needs_message(prog);
-	struct buf out;
-	buf_init(&out, 0);
-	buf_append_str(&out, "* SEARCH");
 	/* Snapshot the view: loading bodies may suspend. */
 	size_t n = s->nuids;
 	uint32_t *view = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
 	memcpy(view, s->uids, n * sizeof(uint32_t));
+	uint32_t *hits = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
+	size_t nhits = 0;
+	uint64_t max_modseq = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct mailbox *mb = session_mailbox(s);
 		if (mb == NULL)
@@ -179,6 +233,7 @@ void cmd_search(struct cmd_ctx *cx)
 		struct index_msg *m = mailbox_msg_by_uid(mb, view[i]);
 		if (m == NULL)
 			continue;
+		uint64_t modseq = m->modseq;
 		struct search_msg sm = {
 			.mb = mb, .m = m, .msn = (uint32_t)i + 1,
 			.recent = session_is_recent(s, view[i]),
@@ -189,18 +244,48 @@ void cmd_search(struct cmd_ctx *cx)
 		bool match = false;
 		ret = search_match(prog, &sm, &match);
 		if (ret < 0) {
-			buf_deinit(&out);
 			buf_deinit(&lc.data);
 			session_tagged_error(s, cx->tag, ret, NULL, "SEARCH");
 			return;
 		}
-		if (match)
-			buf_printf(&out, " %u", cx->uid ? view[i] : (uint32_t)i + 1);
+		if (match) {
+			hits[nhits++] = cx->uid ? view[i] : (uint32_t)i + 1;
+			if (modseq > max_modseq)
+				max_modseq = modseq;
+		}
 	}
-	buf_append_str(&out, "\r\n");
+	buf_deinit(&lc.data);
+	struct buf out;
+	buf_init(&out, 0);
+	if (!esearch) {
+		buf_append_str(&out, "* SEARCH");
+		for (size_t i = 0; i < nhits; i++)
+			buf_printf(&out, " %u", hits[i]);
+		if (want_modseq && nhits > 0)
+			buf_printf(&out, " (MODSEQ %llu)", (unsigned long long)max_modseq);
+		buf_append_str(&out, "\r\n");
+	} else if (retopts != SRET_SAVE) {
+		buf_append_str(&out, "* ESEARCH (TAG ");
+		imap_write_string(&out, cx->tag);
+		buf_append_str(&out, ")");
+		if (cx->uid)
+			buf_append_str(&out, " UID");
+		if ((retopts & SRET_MIN) && nhits > 0)
+			buf_printf(&out, " MIN %u", hits[0]);
+		if ((retopts & SRET_MAX) && nhits > 0)
+			buf_printf(&out, " MAX %u", hits[nhits - 1]);
+		if (retopts & SRET_COUNT)
+			buf_printf(&out, " COUNT %zu", nhits);
+		if ((retopts & SRET_ALL) && nhits > 0) {
+			buf_append_str(&out, " ALL ");
+			seqset_write(&out, hits, nhits);
+		}
+		if (want_modseq && nhits > 0)
+			buf_printf(&out, " MODSEQ %llu", (unsigned long long)max_modseq);
+		buf_append_str(&out, "\r\n");
+	}
 	conn_write(s->conn, buf_head(&out), buf_used(&out));
 	buf_deinit(&out);
-	buf_deinit(&lc.data);
 	session_tagged(s, cx->tag, "OK", NULL, "SEARCH completed");
 }
 
@@ -209,37 +294,61 @@ void cmd_search(struct cmd_ctx *cx)
 static void store_respond(struct session *s, const uint32_t *uids, size_t n, bool uid_cmd)
 {
 	struct mailbox *mb = session_mailbox(s);
-	if (mb == NULL)
-		return;
-	struct buf b;
-	buf_init(&b, 0);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; mb != NULL && i < n; i++) {
 		struct index_msg *m = mailbox_msg_by_uid(mb, uids[i]);
 		uint32_t msn = session_msn(s, uids[i]);
-		if (m == NULL || msn == 0)
-			continue;
-		buf_reset(&b);
-		buf_printf(&b, "* %u FETCH (", msn);
-		if (uid_cmd)
-			buf_printf(&b, "UID %u ", m->uid);
-		buf_append_str(&b, "FLAGS (");
-		index_flags_write(&b, mb, m, session_is_recent(s, m->uid));
-		buf_append_str(&b, "))\r\n");
-		conn_write(s->conn, buf_head(&b), buf_used(&b));
+		if (m != NULL && msn != 0)
+			session_write_flags_fetch(s, mb, m, msn, uid_cmd || s->qresync, true);
 	}
-	buf_deinit(&b);
+}
+
+/* STORE .SILENT with UNCHANGEDSINCE still reports the new MODSEQs
+ * (RFC 7162 3.1.3). */
+static void store_respond_modseq(struct session *s, const uint32_t *uids, size_t n,
+				 bool uid_cmd)
+{
+	struct mailbox *mb = session_mailbox(s);
+	for (size_t i = 0; mb != NULL && i < n; i++) {
+		struct index_msg *m = mailbox_msg_by_uid(mb, uids[i]);
+		uint32_t msn = session_msn(s, uids[i]);
+		if (m != NULL && msn != 0)
+			session_write_flags_fetch(s, mb, m, msn, uid_cmd || s->qresync, false);
+	}
 }
 
 void cmd_store(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
 	const char *error = NULL;
-	if (cx->nargs < 3 || cx->args[0].type != IMAP_ARG_ATOM ||
-	    cx->args[1].type != IMAP_ARG_ATOM) {
+	uint64_t unchangedsince = 0;
+	const struct imap_arg *args = cx->args;
+	size_t nargs = cx->nargs;
+	if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
+		const struct imap_arg *l = &args[1];
+		if (l->list_count != 2 || !arg_is_atom(&l->list[0], "UNCHANGEDSINCE") ||
+		    l->list[1].type != IMAP_ARG_ATOM ||
+		    !kstr_to_u64(l->list[1].str, &unchangedsince)) {
+			session_tagged(s, cx->tag, "BAD", NULL, "Invalid STORE modifier");
+			return;
+		}
+		s->condstore = true;
+		/* UNCHANGEDSINCE 0 can never hold: every message fails. */
+		if (unchangedsince == 0)
+			unchangedsince = UINT64_MAX;
+		else if (unchangedsince == UINT64_MAX)
+			unchangedsince = UINT64_MAX - 1;
+		/* Rebuild the argument vector without the modifier. */
+		struct imap_arg *v = arena_alloc(cx->a, (nargs - 1) * sizeof(*v));
+		v[0] = cx->args[0];
+		memcpy(v + 1, cx->args + 2, (nargs - 2) * sizeof(*v));
+		args = v;
+		nargs--;
+	}
+	if (nargs < 3 || args[0].type != IMAP_ARG_ATOM || args[1].type != IMAP_ARG_ATOM) {
 		session_tagged(s, cx->tag, "BAD", NULL, "STORE needs a set, an item and flags");
 		return;
 	}
-	struct kstr item = cx->args[1].str;
+	struct kstr item = args[1].str;
 	enum store_mode mode = STORE_MODE_REPLACE;
 	if (item.len > 0 && item.p[0] == '+') {
 		mode = STORE_MODE_ADD;
@@ -257,10 +366,10 @@ void cmd_store(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "BAD", NULL, "Unknown STORE item");
 		return;
 	}
-	const struct imap_arg *fl = &cx->args[2];
-	size_t nfl = cx->nargs - 2;
+	const struct imap_arg *fl = &args[2];
+	size_t nfl = nargs - 2;
 	if (fl->type == IMAP_ARG_LIST) {
-		if (cx->nargs != 3) {
+		if (nargs != 3) {
 			session_tagged(s, cx->tag, "BAD", NULL, "Too many arguments");
 			return;
 		}
@@ -276,7 +385,7 @@ void cmd_store(struct cmd_ctx *cx)
 	}
 	uint32_t *uids;
 	size_t n;
-	int ret = session_resolve_set(s, cx->a, cx->args[0].str, cx->uid, &uids, &n, &error);
+	int ret = session_resolve_set(s, cx->a, args[0].str, cx->uid, &uids, &n, &error);
 	if (ret < 0) {
 		session_tagged(s, cx->tag, "BAD", NULL, "%s", error);
 		return;
@@ -285,9 +394,12 @@ void cmd_store(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "NO", "READ-ONLY", "Mailbox is read-only");
 		return;
 	}
+	struct buf modified;
+	buf_init(&modified, 0);
 	if (n > 0) {
 		struct index_txn *t = index_txn_begin(s->acct);
-		int op = index_txn_store(t, s->sel_id, uids, n, mode, flags, kw, nkw, 0);
+		int op = index_txn_store(t, s->sel_id, uids, n, mode, flags, kw, nkw,
+					 unchangedsince);
 		ret = op < 0 ? op : index_txn_commit(t, &error);
 		if (ret < 0) {
 			index_txn_free(&t);
@@ -295,16 +407,97 @@ void cmd_store(struct cmd_ctx *cx)
 			return;
 		}
 		const struct index_op_result *r = index_txn_result(t, op);
-		if (r != NULL)
+		if (r != NULL) {
 			session_note_own_modseq(s, r->modseq);
+			if (r->nfailed > 0) {
+				/* MODIFIED names UIDs for UID STORE, else msns. */
+				uint32_t *v = arena_alloc(cx->a, r->nfailed * sizeof(uint32_t));
+				size_t k = 0;
+				for (size_t i = 0; i < r->nfailed; i++) {
+					uint32_t x = cx->uid ? r->failed_uids[i] :
+						session_msn(s, r->failed_uids[i]);
+					if (x != 0)
+						v[k++] = x;
+				}
+				buf_append_str(&modified, "MODIFIED ");
+				seqset_write(&modified, v, k);
+				/* failed messages get no FETCH response */
+				size_t o = 0, f = 0;
+				for (size_t i = 0; i < n; i++) {
+					while (f < r->nfailed && r->failed_uids[f] < uids[i])
+						f++;
+					if (f < r->nfailed && r->failed_uids[f] == uids[i])
+						continue;
+					uids[o++] = uids[i];
+				}
+				n = o;
+			}
+		}
 		index_txn_free(&t);
 	}
 	if (!silent)
 		store_respond(s, uids, n, cx->uid);
-	session_tagged(s, cx->tag, "OK", NULL, "STORE completed");
+	else if (s->condstore && unchangedsince != 0)
+		store_respond_modseq(s, uids, n, cx->uid);
+	session_tagged(s, cx->tag, "OK", buf_used(&modified) ? buf_cstr(&modified) : NULL,
+		       "%s", buf_used(&modified) ? "Some messages were modified" :
+		       "STORE completed");
+	buf_deinit(&modified);
 }
 
 /* ---- FETCH ---- */
+
+/* (CHANGEDSINCE n [VANISHED]) of RFC 7162. */
+static bool parse_fetch_modifiers(struct cmd_ctx *cx, const struct imap_arg *l,
+				  uint64_t *changedsince_r, bool *vanished_r)
+{
+	if (l->type != IMAP_ARG_LIST || l->list_count == 0)
+		return false;
+	for (size_t i = 0; i < l->list_count; i++) {
+		const struct imap_arg *a = &l->list[i];
+		if (arg_is_atom(a, "CHANGEDSINCE") && i + 1 < l->list_count &&
+		    l->list[i + 1].type == IMAP_ARG_ATOM &&
+		    kstr_to_u64(l->list[i + 1].str, changedsince_r) && *changedsince_r > 0) {
+			i++;
+		} else if (arg_is_atom(a, "VANISHED") && cx->uid && cx->s->qresync) {
+			*vanished_r = true;
+		} else {
+			return false;
+		}
+	}
+	/* VANISHED needs CHANGEDSINCE (RFC 7162 3.2.6). */
+	return !*vanished_r || *changedsince_r > 0;
+}
+
+/* UID FETCH ... (CHANGEDSINCE m VANISHED): expunged UIDs of the set
+ * with a MODSEQ above m. */
+static void report_vanished(struct session *s, struct kstr set, uint64_t since)
+{
+	struct mailbox *mb = session_mailbox(s);
+	struct seqset ss;
+	if (mb == NULL || !seqset_parse(set, mb->uidnext, 100000, &ss))
+		return;
+	uint32_t *gone = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < mb->nexpunged; i++) {
+		const struct index_expunged *e = &mb->expunged[i];
+		if (e->modseq > since && seqset_contains(&ss, e->uid)) {
+			xgrow((void **)&gone, &cap, n + 1, sizeof(uint32_t));
+			gone[n++] = e->uid;
+		}
+	}
+	seqset_free(&ss);
+	if (n > 0) {
+		struct buf b;
+		buf_init(&b, 0);
+		buf_append_str(&b, "* VANISHED (EARLIER) ");
+		seqset_write(&b, gone, n);
+		buf_append_str(&b, "\r\n");
+		conn_write(s->conn, buf_head(&b), buf_used(&b));
+		buf_deinit(&b);
+	}
+	free(gone);
+}
 
 void cmd_fetch(struct cmd_ctx *cx)
 {
@@ -312,7 +505,10 @@ void cmd_fetch(struct cmd_ctx *cx)
 	struct conn *c = s->conn;
 	const char *error = NULL;
 	struct fetch_items *items;
-	if (cx->nargs != 2 || cx->args[0].type != IMAP_ARG_ATOM) {
+	uint64_t changedsince = 0;
+	bool vanished = false;
+	if (cx->nargs < 2 || cx->nargs > 3 || cx->args[0].type != IMAP_ARG_ATOM ||
+	    (cx->nargs == 3 && !parse_fetch_modifiers(cx, &cx->args[2], &changedsince, &vanished))) {
 		session_tagged(s, cx->tag, "BAD", NULL, "FETCH needs a set and data items");
 		return;
 	}
@@ -321,12 +517,28 @@ void cmd_fetch(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "BAD", NULL, "%s", error ? error : "Invalid data items");
 		return;
 	}
+	if (fetch_items_has_modseq(items) || cx->nargs == 3)
+		s->condstore = true;
+	if (s->condstore)
+		fetch_items_add_modseq(items);
 	uint32_t *uids;
 	size_t n;
 	ret = session_resolve_set(s, cx->a, cx->args[0].str, cx->uid, &uids, &n, &error);
 	if (ret < 0) {
 		session_tagged(s, cx->tag, "BAD", NULL, "%s", error);
 		return;
+	}
+	if (vanished)
+		report_vanished(s, cx->args[0].str, changedsince);
+	if (changedsince > 0) {
+		struct mailbox *mb = session_mailbox(s);
+		size_t o = 0;
+		for (size_t i = 0; mb != NULL && i < n; i++) {
+			struct index_msg *m = mailbox_msg_by_uid(mb, uids[i]);
+			if (m != NULL && m->modseq > changedsince)
+				uids[o++] = uids[i];
+		}
+		n = o;
 	}
 	/* Implicit \Seen first, in one commit, so responses show it. */
 	bool seen_set = false;

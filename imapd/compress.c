@@ -20,9 +20,11 @@
  * calls that produce a handful of bytes each. */
 #define OUT_MIN_ROOM 64
 /* ISA-L keeps uint32_t byte counters and compares some of them without
- * wrap-around arithmetic; restarting the compressor at a flush boundary
- * well before 4 GiB keeps them small, at the cost of one batch without
- * back-references. */
+ * wrap-around arithmetic. A 5 GiB stream survived the wrap in our test,
+ * but restarting the compressor at a flush boundary well before 4 GiB
+ * keeps us off that path, at the cost of one batch without
+ * back-references per GiB. (The decompressor cannot be restarted: the
+ * client decides; it survived the same test.) */
 #define OUT_RESTART_AFTER (1u << 30)
 
 #define IN_STEP (64 * 1024)
@@ -43,8 +45,10 @@ struct compress_in {
 };
 
 /* isal_deflate() and isal_inflate() memcpy from next_in even when avail_in
- * is 0; a NULL source would be undefined behaviour. */
-static uint8_t no_input[1];
+ * is 0; a NULL source would be undefined behaviour. ISA-L's next_in is not
+ * const, but it only ever reads through it (here and for the caller's
+ * input below). */
+static const uint8_t no_input[1];
 
 struct compress_out *compress_out_create(void)
 {
@@ -113,7 +117,7 @@ static int out_flush_run(struct compress_out *co, struct buf *dst)
 
 		if (p == NULL)
 			return -ENOBUFS;
-		zs->next_in = no_input;
+		zs->next_in = (uint8_t *)(uintptr_t)no_input;
 		zs->avail_in = 0;
 		zs->next_out = p;
 		zs->avail_out = (uint32_t)n;
@@ -187,7 +191,6 @@ ssize_t compress_out_write(struct compress_out *co, const void *plain,
 			break;
 		size_t step = KURA_MIN(len - done, (size_t)IO_STEP_MAX);
 
-		/* ISA-L's next_in is not const but it only reads. */
 		zs->next_in = (uint8_t *)(uintptr_t)(in + done);
 		zs->avail_in = (uint32_t)step;
 		zs->next_out = p;
@@ -278,8 +281,11 @@ ssize_t compress_in_feed(struct compress_in *ci, const void *compressed,
 
 	for (;;) {
 		if (st->block_state == ISAL_BLOCK_FINISH) {
-			if (taken < len)
-				goto fail;	/* bytes after the final block */
+			/* Bytes after the final block: left over, or read
+			 * ahead into ISA-L's bit buffer (up to 8 bytes it
+			 * counts as taken; fewer than 8 bits are padding). */
+			if (taken < len || st->read_in_length >= 8)
+				goto fail;
 			break;
 		}
 		if (taken == len && !compress_in_pending(ci))
@@ -297,7 +303,7 @@ ssize_t compress_in_feed(struct compress_in *ci, const void *compressed,
 		size_t step = KURA_MIN(len - taken, (size_t)IO_STEP_MAX);
 
 		st->next_in = step > 0 ? (uint8_t *)(uintptr_t)(in + taken)
-			: no_input;
+			: (uint8_t *)(uintptr_t)no_input;
 		st->avail_in = (uint32_t)step;
 		st->next_out = p;
 		st->avail_out = (uint32_t)n;

@@ -33,6 +33,15 @@ int main(int argc, char **argv)
 {
 	struct kura_config cfg;
 	const char *error = NULL;
+
+	/* Block the stop signals before any thread exists (the cache starts
+	 * one), so that only the signal thread below receives them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
 	int ret = config_parse(argc, argv, &cfg, &error);
 	if (ret == 1) {
 		config_free(&cfg);
@@ -105,13 +114,6 @@ int main(int argc, char **argv)
 	srv.set.max_append_size = cfg.max_append_size;
 	srv.auth_limits = imap_parser_limits_default;
 	srv.auth_limits.max_append = cfg.max_append_size;
-
-	/* Signals go to one thread that stops the server cleanly. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	if (server_start(&srv, &error) < 0) {
 		log_error("event=startup-failed error=\"%s\"", error);

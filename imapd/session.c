@@ -249,6 +249,31 @@ static bool own_modseq(const struct session *s, uint64_t modseq)
 	return false;
 }
 
+void session_write_flags_fetch(struct session *s, const struct mailbox *mb,
+			       const struct index_msg *m, uint32_t msn, bool with_uid,
+			       bool with_flags)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "* %u FETCH (", msn);
+	const char *sep = "";
+	if (with_uid) {
+		buf_printf(&b, "UID %u", m->uid);
+		sep = " ";
+	}
+	if (with_flags) {
+		buf_printf(&b, "%sFLAGS (", sep);
+		index_flags_write(&b, mb, m, session_is_recent(s, m->uid) && !s->rev2);
+		buf_append_str(&b, ")");
+		sep = " ";
+	}
+	if (s->condstore)
+		buf_printf(&b, "%sMODSEQ (%llu)", sep, (unsigned long long)m->modseq);
+	buf_append_str(&b, ")\r\n");
+	conn_write(s->conn, buf_head(&b), buf_used(&b));
+	buf_deinit(&b);
+}
+
 /* Fills the view from the mailbox (SELECT). */
 void session_view_load(struct session *s, struct mailbox *mb)
 {
@@ -281,18 +306,36 @@ void session_sync(struct session *s, bool allow_expunge)
 	/* Expunges: UIDs in the view that the mailbox no longer has. */
 	if (allow_expunge) {
 		size_t o = 0, removed = 0;
+		uint32_t *gone = NULL;
+		size_t gone_cap = 0;
 		for (size_t i = 0; i < s->nuids; i++) {
 			uint32_t uid = s->uids[i];
 			if (mailbox_msg_by_uid(mb, uid) == NULL) {
-				session_untagged(s, "%zu EXPUNGE", i - removed + 1);
+				if (s->qresync) {
+					xgrow((void **)&gone, &gone_cap, removed + 1, sizeof(uint32_t));
+					gone[removed] = uid;
+				} else {
+					session_untagged(s, "%zu EXPUNGE", i - removed + 1);
+				}
 				removed++;
 			} else {
 				s->uids[o++] = uid;
 			}
 		}
 		s->nuids = o;
-		if (removed > 0)
+		if (removed > 0) {
 			recent_drop_missing(s);
+			if (s->qresync) {
+				struct buf b;
+				buf_init(&b, 0);
+				buf_append_str(&b, "* VANISHED ");
+				seqset_write(&b, gone, removed);
+				buf_append_str(&b, "\r\n");
+				conn_write(s->conn, buf_head(&b), buf_used(&b));
+				buf_deinit(&b);
+			}
+		}
+		free(gone);
 	}
 	/* Flag changes of messages in the view. */
 	uint32_t last = s->nuids ? s->uids[s->nuids - 1] : 0;
@@ -300,14 +343,7 @@ void session_sync(struct session *s, bool allow_expunge)
 		struct index_msg *m = mailbox_msg_by_uid(mb, s->uids[i]);
 		if (m == NULL || m->modseq <= s->seen_modseq || own_modseq(s, m->modseq))
 			continue;
-		struct buf b;
-		buf_init(&b, 0);
-		index_flags_write(&b, mb, m, session_is_recent(s, m->uid));
-		conn_printf(s->conn, "* %zu FETCH (", i + 1);
-		if (s->qresync)
-			conn_printf(s->conn, "UID %u ", m->uid);
-		conn_printf(s->conn, "FLAGS (%.*s))\r\n", (int)buf_used(&b), (const char *)buf_head(&b));
-		buf_deinit(&b);
+		session_write_flags_fetch(s, mb, m, (uint32_t)i + 1, s->qresync, true);
 	}
 	/* New messages. */
 	size_t first_new = mailbox_msg_lower_bound(mb, last + 1);
@@ -322,7 +358,8 @@ void session_sync(struct session *s, bool allow_expunge)
 				recent_add(s, uid);
 		}
 		session_untagged(s, "%zu EXISTS", s->nuids);
-		session_untagged(s, "%zu RECENT", s->nrecent);
+		if (!s->rev2)
+			session_untagged(s, "%zu RECENT", s->nrecent);
 	}
 	s->seen_modseq = mb->highestmodseq;
 	s->view_uidnext = mb->uidnext;

@@ -92,6 +92,11 @@ bool session_is_recent(const struct session *s, uint32_t uid);
 /* Claims the account after login (refresh, listener). */
 int session_login(struct session *s, const char *user, const char **error_r);
 void session_unselect(struct session *s);
+/* Writes "* msn FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])" (MODSEQ when
+ * CONDSTORE is on). */
+void session_write_flags_fetch(struct session *s, const struct mailbox *mb,
+			       const struct index_msg *m, uint32_t msn, bool with_uid,
+			       bool with_flags);
 /* Loads the view from mb (SELECT/EXAMINE). */
 void session_view_load(struct session *s, struct mailbox *mb);
 /* Remembers a MODSEQ this session assigned, so that session_sync does not
@@ -130,6 +135,10 @@ bool arg_is_atom(const struct imap_arg *a, const char *ci);
 bool arg_mailbox(struct cmd_ctx *cx, const struct imap_arg *a,
 		 struct kstr *name_r);
 
+/* STATUS items (shared by STATUS and LIST RETURN (STATUS ...)). */
+bool status_items_valid(const struct imap_arg *items, size_t n);
+void status_write(struct session *s, struct buf *b, struct mailbox *mb,
+		  const struct imap_arg *items, size_t n);
 /* Parses a flag list (atoms) into system flag bits and keywords (in
  * arena a, duplicates removed); \Recent is ignored. false: bad syntax. */
 bool parse_flag_list(struct arena *a, const struct imap_arg *args, size_t n,

@@ -252,6 +252,13 @@ static bool s3_xml_name_char(unsigned char c)
 		c >= 0x80;
 }
 
+static bool s3_starts(const char *p, const char *end, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return (size_t)(end - p) >= n && memcmp(p, prefix, n) == 0;
+}
+
 static const char *s3_memmem(const char *p, const char *end,
 			     const char *needle)
 {
@@ -362,12 +369,16 @@ static bool s3_xml_text(struct buf *b, const char *p, const char *end)
 static int s3_xml_walk(const char *p, size_t len, s3_xml_leaf_fn *fn,
 		       void *arg)
 {
-	const char *end = p + len;
+	const char *end;
 	struct s3_xml_name names[S3_XML_DEPTH];
 	unsigned depth = 0;
 	bool has_child = false, root_done = false;
 	struct buf text;
 	int r = -1;
+
+	if (p == NULL)
+		return -1;	/* an empty body: no root element */
+	end = p + len;
 
 	/* one byte more for buf_cstr()'s NUL */
 	buf_init(&text, S3_XML_TEXT_MAX + 1);
@@ -390,23 +401,23 @@ static int s3_xml_walk(const char *p, size_t len, s3_xml_leaf_fn *fn,
 		p = lt;
 		if (p == end)
 			break;
-		if (s3_memmem(p, end, "<?") == p) {
+		if (s3_starts(p, end, "<?")) {
 			q = s3_memmem(p + 2, end, "?>");
 			if (q == NULL)
 				goto out;
 			p = q + 2;
-		} else if (s3_memmem(p, end, "<!--") == p) {
+		} else if (s3_starts(p, end, "<!--")) {
 			q = s3_memmem(p + 4, end, "-->");
 			if (q == NULL)
 				goto out;
 			p = q + 3;
-		} else if (s3_memmem(p, end, "<![CDATA[") == p) {
+		} else if (s3_starts(p, end, "<![CDATA[")) {
 			q = s3_memmem(p + 9, end, "]]>");
 			if (q == NULL || depth == 0 ||
 			    !buf_append(&text, p + 9, (size_t)(q - p - 9)))
 				goto out;
 			p = q + 3;
-		} else if (s3_memmem(p, end, "<!") == p) {
+		} else if (s3_starts(p, end, "<!")) {
 			/* a DOCTYPE; an internal subset could define
 			 * entities, which we do not expand */
 			for (q = p + 2; q < end && *q != '>'; q++)
@@ -1592,24 +1603,23 @@ static int s3_put(struct store *st, const char *key, const void *data,
 	if (rq.result == CURLE_OK && rq.status == 200) {
 		r = 0;
 	} else if (rq.result == CURLE_OK && rq.status == 412 && create_only) {
-		r = s3_error(error_r, KURA_ECONFLICT, "s3: %s: exists", key);
-		if (attempts > 1) {
-			/* An earlier attempt may have stored the object and
-			 * lost only its answer. */
-			char got[S3_PUT_ID_LEN + 1] = "";
-			const char *err = NULL;
-			int hr = s3_head_req(s, key, NULL, got, &err);
+		/* An earlier attempt may have stored the object and lost
+		 * only its answer: ours, or curl's own silent resend on a
+		 * fresh connection when a reused one died, which leaves
+		 * attempts at 1. So a 412 is checked every time. */
+		char got[S3_PUT_ID_LEN + 1] = "";
+		const char *err = NULL;
+		int hr = s3_head_req(s, key, NULL, got, &err);
 
-			if (hr == 0 && strcmp(got, put_id) == 0)
-				r = 0;
-			else if (hr == KURA_EUNAVAIL)
-				r = s3_error(error_r, KURA_EUNAVAIL,
-					     "s3: PUT %s: outcome unknown "
-					     "after a retry: %s", key, err);
-			else
-				r = s3_error(error_r, KURA_ECONFLICT,
-					     "s3: %s: exists", key);
-		}
+		if (hr == 0 && strcmp(got, put_id) == 0)
+			r = 0;
+		else if (hr == KURA_EUNAVAIL)
+			r = s3_error(error_r, KURA_EUNAVAIL,
+				     "s3: PUT %s: 412, but whether the object "
+				     "is ours is unknown: %s", key, err);
+		else
+			r = s3_error(error_r, KURA_ECONFLICT, "s3: %s: exists",
+				     key);
 	} else {
 		r = s3_fail(&rq, attempts, error_r);
 	}

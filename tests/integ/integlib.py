@@ -299,7 +299,15 @@ class KuraServer(Server):
 			b = os.path.join(REPO, b)
 		return b
 
+	def clone(self, workdir):
+		"""A second node on the same store with its own cache and ports."""
+		other = KuraServer(workdir, self.cert, self.key, self.users_path, self.module)
+		other.store_override = self.store_spec()
+		return other
+
 	def store_spec(self):
+		if getattr(self, "store_override", None):
+			return self.store_override
 		spec = os.environ.get("KURA_STORE")
 		if not spec:
 			return "fs:" + os.path.join(self.dir, "store")
@@ -391,6 +399,12 @@ class DovecotServer(Server):
 		self.log_path = os.path.join(self.dir, "dovecot.log")
 		self.home = os.path.join(self.dir, "home")
 		self.conf = os.path.join(self.dir, "dovecot.conf")
+
+	def clone(self, workdir):
+		"""A second Dovecot on the same mail homes."""
+		other = DovecotServer(workdir, self.cert, self.key, self.users_path, self.module)
+		other.home = self.home
+		return other
 
 	def prepare(self):
 		if not shutil.which("dovecot") and not os.path.exists("/usr/sbin/dovecot"):
@@ -948,6 +962,36 @@ class Ctx:
 		m.login(user.name, user.password)
 		m.kura_user = user
 		return m
+
+	def second_server(self):
+		"""Starts another node on the same store (stopped after the test)."""
+		n = len(getattr(self, "_extra", [])) + 2
+		srv = self.server.clone(self.server.dir + ".node%d" % n)
+		srv.start()
+		self._extra = getattr(self, "_extra", []) + [srv]
+		return srv
+
+	def conn_to(self, srv, tls=False):
+		c = Conn(srv.host, srv.tls_port if tls else srv.port, tls=tls)
+		self._open.append(c)
+		return c
+
+	def login_to(self, srv, user):
+		c = self.conn_to(srv)
+		c.login(user)
+		return c
+
+	def stop_extra_servers(self):
+		"""Stops the extra nodes; returns their problems (crashes, leaks)."""
+		probs = []
+		for srv in getattr(self, "_extra", []):
+			why = srv.unexpected_exit()
+			if why:
+				probs.append("second node: " + why)
+			else:
+				probs.extend("second node: " + p for p in srv.stop())
+		self._extra = []
+		return probs
 
 	def cleanup(self):
 		for c in self._open:

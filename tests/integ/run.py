@@ -158,6 +158,9 @@ class Runner:
 				ctx.cleanup()
 			except Exception:
 				pass
+			extra = ctx.stop_extra_servers()
+			if extra:
+				err = (err + " || " if err else "") + "; ".join(extra)
 			# Give a crashing server a moment to be noticed.
 			died = server.unexpected_exit()
 			if died is None:

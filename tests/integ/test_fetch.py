@@ -514,3 +514,50 @@ def test_fetch_imaplib(ctx):
 	typ, data = m.uid("FETCH", "1:*", "(RFC822.SIZE)")
 	eq(typ, "OK", "imaplib UID FETCH")
 	expect(b"UID" in data[0] and b"RFC822.SIZE %d" % len(MULTI) in data[0], "imaplib UID FETCH data %r" % data)
+
+
+def quoted_strings(data):
+	"""Raw contents of every quoted string in response bytes (literals
+	skipped)."""
+	import re
+	out = []
+	i, n = 0, len(data)
+	while i < n:
+		c = data[i]
+		if c == 0x7B:
+			m = re.compile(rb"\{(\d+)\}\r\n").match(data, i)
+			if m:
+				i = m.end() + int(m.group(1))
+				continue
+		if c == 0x22:
+			j = i + 1
+			while j < n and data[j] != 0x22:
+				j += 2 if data[j] == 0x5C else 1
+			out.append(data[i + 1:j])
+			i = j + 1
+			continue
+		i += 1
+	return out
+
+
+def test_fetch_quoting_and_8bit(ctx):
+	m1 = (b"From: \"Quote \\\"Q\\\" Person\" <q@example.org>\r\n"
+	      b"Subject: He said \"hi\" \\o/ {3}\r\n"
+	      b"Date: Mon, 02 Jan 2023 12:00:00 +0000\r\n\r\nbody\r\n")
+	m2 = ("From: J\u00fcrgen <j@example.org>\r\nSubject: Gr\u00fc\u00dfe \u65e5\u672c\r\n"
+	      "Content-Type: text/plain; name=\"na\u00efve.txt\"\r\n\r\nbody\r\n").encode("utf-8")
+	c, _ = setup(ctx, [m1, m2])
+	r = c.ok("FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+	for u in r.untagged:
+		for q in quoted_strings(u):
+			expect(all(b < 0x80 for b in q) and b"\r" not in q and b"\n" not in q,
+			       "8-bit or CR/LF inside a quoted string (must be a literal): %r" % q)
+	f = r.fetches()
+	env1, env2 = f[1]["ENVELOPE"], f[2]["ENVELOPE"]
+	eq(s(env1[1]), 'He said "hi" \\o/ {3}', "subject with quotes, backslash and braces")
+	eq(s(env1[2][0][0]), 'Quote "Q" Person', "display name with escaped quotes")
+	eq(env2[1], "Gr\u00fc\u00dfe \u65e5\u672c".encode("utf-8"), "raw 8-bit subject")
+	eq(env2[2][0][0], "J\u00fcrgen".encode("utf-8"), "raw 8-bit display name")
+	params = f[2]["BODYSTRUCTURE"][2]
+	expect(isinstance(params, list) and "na\u00efve.txt".encode("utf-8") in params,
+	       "8-bit parameter value: %r" % (params,))

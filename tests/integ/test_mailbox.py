@@ -597,3 +597,22 @@ def test_status_selected_mailbox(ctx):
 	typ, data = m.status("INBOX", "(MESSAGES UIDNEXT)")
 	eq(typ, "OK", "imaplib STATUS")
 	expect(b"MESSAGES 3" in data[0], "imaplib STATUS data: %r" % data)
+
+
+def test_mailbox_names_as_literals(ctx):
+	c = ctx.login()
+	c.ok("CREATE ", Lit(b"lit box"))
+	c.append("lit box", message())
+	r = c.ok("STATUS ", Lit(b"lit box"), " (MESSAGES)")
+	eq(status_items(r)["MESSAGES"], 1, "STATUS with a literal name")
+	r = c.ok("LIST ", Lit(b""), " ", Lit(b"lit*"))
+	eq([str(t[4]) if not isinstance(t[4], bytes) else t[4].decode() for t in r.data("LIST")],
+	   ["lit box"], "LIST with literal arguments")
+	c.ok("SELECT ", Lit(b"lit box"))
+	c.ok("COPY 1 ", Lit(b"INBOX", nonsync=True))
+	c.ok("RENAME ", Lit(b"lit box"), " ", Lit(b"lit box 2", nonsync=True))
+	c.ok("SUBSCRIBE ", Lit(b"lit box 2"))
+	c.ok("EXAMINE ", Lit(b"lit box 2"))
+	c.ok("UNSELECT")
+	c.ok("DELETE ", Lit(b"lit box 2"))
+	eq(status_items(c.ok("STATUS ", Lit(b"inbox"), " (MESSAGES)"))["MESSAGES"], 1, "copy in INBOX")

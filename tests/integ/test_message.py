@@ -411,3 +411,173 @@ def test_recent_cleared_for_next_session(ctx):
 	b = ctx.login(u)
 	eq(select_info(b.select("INBOX"))["RECENT"], [0], "SELECT after the first session ended")
 	eq(status_items(w.ok("STATUS INBOX (RECENT)"))["RECENT"], 0, "STATUS RECENT")
+
+
+# ------------------------------------------------------------ robustness
+
+def test_concurrent_appends_unique_uids(ctx):
+	import threading
+	u = ctx.user()
+	conns = [ctx.login(u) for _ in range(5)]
+	results = {}
+	errors = []
+
+	def worker(k, c):
+		try:
+			msgs = [message(subject="conc %d/%d" % (k, i), msgid="<c%d.%d@conc>" % (k, i))
+				for i in range(20)]
+			c.send(b"".join(b"C%d APPEND INBOX {%d+}\r\n%s\r\n" % (i, len(m), m)
+					for i, m in enumerate(msgs)))
+			for i in range(20):
+				r = c.read_until("C%d" % i)
+				if r.status != "OK" or not r.code_value("APPENDUID"):
+					errors.append("session %d APPEND %d -> %r" % (k, i, r))
+					return
+				results[int(r.code_value("APPENDUID").split()[1])] = msgs[i]
+		except Exception as e:	# reported below
+			errors.append("session %d: %s" % (k, e))
+	threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(conns)]
+	for t in threads:
+		t.start()
+	for t in threads:
+		t.join(50)
+	expect(not errors, "; ".join(errors[:5]))
+	eq(len(results), 100, "distinct APPENDUIDs for 100 concurrent APPENDs")
+	c = ctx.login(u)
+	r = c.select("INBOX")
+	eq(select_info(r)["EXISTS"], [100], "messages after concurrent APPENDs")
+	f = c.ok("UID FETCH 1:* (UID BODY.PEEK[])").fetch_list()
+	got = {int(i["UID"]): i["BODY[]"] for _s, i in f}
+	eq(got, results, "UID -> bytes after concurrent APPENDs")
+
+
+def test_uidnext_never_goes_back(ctx):
+	c = ctx.login()
+	uids = fill(c, "INBOX", 3)
+	c.select("INBOX")
+	c.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+	c.ok("EXPUNGE")
+	c.ok("UNSELECT")
+	s = status_items(c.ok("STATUS INBOX (UIDNEXT MESSAGES)"))
+	expect(s["UIDNEXT"] > uids[2], "UIDNEXT %d after expunging UID %d" % (s["UIDNEXT"], uids[2]))
+	uid = c.append("INBOX", message())
+	expect(uid > uids[2], "UID %d reused after EXPUNGE of UID %d" % (uid, uids[2]))
+
+
+def test_slow_client_byte_by_byte(ctx):
+	u = ctx.user()
+	c = ctx.conn()
+	msg = message(subject="slow", body="sent one byte at a time\n")
+	data = ("s1 LOGIN %s %s\r\ns2 APPEND INBOX (\\Seen) {%d}\r\n" % (
+		quote(u.name), quote(u.password), len(msg))).encode()
+	for b in data[:-2]:
+		c.send(bytes([b]))
+		time.sleep(0.002)
+	c.send(b"\r\n")
+	r = c.read_until("s1")
+	eq(r.status, "OK", "LOGIN sent byte by byte (%r)" % r)
+	line = c.read_response()
+	expect(line.startswith(b"+"), "continuation for a byte-by-byte APPEND: %r" % line)
+	for b in msg + b"\r\n":
+		c.send(bytes([b]))
+	r = c.read_until("s2")
+	eq(r.status, "OK", "APPEND literal sent byte by byte (%r)" % r)
+	c.select("INBOX")
+	eq(c.ok("FETCH 1 BODY.PEEK[]").fetches()[1]["BODY[]"], msg, "bytes")
+
+
+def test_large_fetch_response_slow_reader(ctx):
+	c = ctx.login()
+	bodies = []
+	data = b""
+	for i in range(200):
+		m = message(subject="bulk %d" % i, body=("%05d " % i + "q" * 90 + "\n") * 200)
+		bodies.append(m)
+		data += b"B%d APPEND INBOX {%d+}\r\n%s\r\n" % (i, len(m), m)
+	c.send(data)
+	for i in range(200):
+		eq(c.read_until("B%d" % i).status, "OK", "APPEND %d" % i)
+	c.select("INBOX")
+	tag = c.next_tag()
+	c.send("%s FETCH 1:* (BODY.PEEK[])\r\n" % tag)
+	time.sleep(2)		# let the server fill its send buffer and wait for us
+	r = c.read_until(tag)
+	eq(r.status, "OK", "FETCH of ~4 MB (%r)" % r)
+	f = r.fetches()
+	eq(len(f), 200, "messages in a large FETCH")
+	for i in range(200):
+		eq(f[i + 1]["BODY[]"], bodies[i], "message %d of a large FETCH" % i)
+
+
+def test_system_flags_case_insensitive(ctx):
+	c = ctx.login()
+	c.append("INBOX", message(), flags=["\\SEEN"])
+	c.append("INBOX", message())
+	c.select("INBOX")
+	c.ok("STORE 2 +FLAGS (\\fLaGgEd \\ANSWERED)")
+	f = c.ok("FETCH 1:2 FLAGS").fetches()
+	eq(flagset(f[1]["FLAGS"]), {"\\seen"}, "APPEND (\\SEEN)")
+	eq(flagset(f[2]["FLAGS"]), {"\\flagged", "\\answered"}, "STORE (\\fLaGgEd \\ANSWERED)")
+	eq(c.ok("SEARCH SEEN").search(), [1], "SEARCH SEEN")
+	eq(c.ok("SEARCH FLAGGED ANSWERED").search(), [2], "SEARCH FLAGGED ANSWERED")
+	c.ok("STORE 2 -FLAGS (\\Flagged)")
+	eq(flagset(c.ok("FETCH 2 FLAGS").fetches()[2]["FLAGS"]), {"\\answered"}, "-FLAGS with other case")
+
+
+def test_section_consistency_odd_messages(ctx):
+	c = ctx.login()
+	cases = [
+		b"Subject: lf only\nFrom: a@b.c\n\nline one\nline two\n",
+		b"Subject: only a header\r\n",
+		b"Subject: header without final newline",
+		b"\r\nbody without header\r\n",
+		b"Subject: mixed\r\nX: y\n\r\nmixed\nline ends\r\n",
+	]
+	for m in cases:
+		c.append("INBOX", m)
+	c.select("INBOX")
+	r = c.ok("FETCH 1:* (RFC822.SIZE BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODYSTRUCTURE)")
+	f = r.fetches()
+	eq(len(f), len(cases), "messages")
+	for i in range(len(cases)):
+		it = f[i + 1]
+		full = it["BODY[]"]
+		eq(int(it["RFC822.SIZE"]), len(full), "RFC822.SIZE vs BODY[] of odd message %d" % i)
+		eq(it["BODY[HEADER]"] + it["BODY[TEXT]"], full, "HEADER + TEXT == BODY[] of odd message %d" % i)
+		expect(full.replace(b"\r\n", b"\n") == cases[i].replace(b"\r\n", b"\n"),
+		       "odd message %d changed beyond line endings: %r" % (i, full))
+
+
+def test_append_empty_and_nul(ctx):
+	c = ctx.login()
+	r = c.cmd("APPEND INBOX {0}\r\n")
+	if r.status == "OK":
+		c.select("INBOX")
+		f = c.ok("FETCH 1 (RFC822.SIZE BODY.PEEK[])").fetches()[1]
+		eq((int(f["RFC822.SIZE"]), f["BODY[]"]), (0, b""), "empty message")
+		c.ok("UNSELECT")
+	else:
+		expect(r.status in ("NO", "BAD"), "APPEND of 0 bytes: %r" % r)
+	msg = b"Subject: nul\r\n\r\na\x00b\r\n"
+	r = c.cmd("APPEND INBOX ", Lit(msg))
+	expect(r.status in ("OK", "NO", "BAD"), "APPEND with NUL: %r" % r)
+	if r.status == "OK":
+		uid = int(r.code_value("APPENDUID").split()[1])
+		c.select("INBOX")
+		f = c.ok("UID FETCH %d BODY.PEEK[]" % uid).fetches()
+		eq(list(f.values())[0]["BODY[]"], msg, "message with NUL accepted but changed")
+	c.ok("NOOP")
+
+
+def test_uid_ranges_with_holes(ctx):
+	c = ctx.login()
+	uids = fill(c, "INBOX", 6)
+	c.select("INBOX")
+	c.ok("STORE 2,4 +FLAGS.SILENT (\\Deleted)")
+	c.ok("EXPUNGE")
+	r = c.ok("UID FETCH %d:%d UID" % (uids[1], uids[4]))
+	eq(sorted(int(i["UID"]) for _s, i in r.fetch_list()), [uids[2], uids[4]], "UID FETCH over expunged UIDs")
+	r = c.ok("UID SEARCH UID %d:%d" % (uids[0], uids[3]))
+	eq(r.search(), [uids[0], uids[2]], "UID SEARCH over expunged UIDs")
+	r = c.ok("UID STORE %d +FLAGS (\\Seen)" % uids[1])
+	eq(r.fetch_list(), [], "UID STORE of an expunged UID")

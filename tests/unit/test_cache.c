@@ -10,6 +10,7 @@
 #include "cache/cache.h"
 #include "lib/buf.h"
 #include "lib/errors.h"
+#include "lib/log.h"
 #include "tests/unit/test.h"
 
 #define MAP_SIZE (64ull << 20)
@@ -93,6 +94,7 @@ int main(void)
 	struct cache *c = NULL;
 	char longkey[1100];
 
+	log_set_level(LOG_ERROR);
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
 		return 1;

@@ -644,6 +644,32 @@ static void test_final_block(void)
 	CHECK_EQ_INT(compress_in_feed(ci, "\x03\x00", 2, &plain), 2);
 	CHECK(compress_in_is_finished(ci));
 	compress_in_destroy(&ci);
+
+	/* Garbage short enough to vanish into ISA-L's 64-bit read-ahead,
+	 * right after a final block, in the same feed: still caught. */
+	static const struct {
+		const char *s;
+		size_t len;
+	} trail[] = {
+		{ "\x03\x00x", 3 },
+		{ "\x03\x00xyzw", 6 },
+		{ "\x01\x02\x00\xfd\xffhiX", 8 },
+		{ "\x2b\xff\x03\x00\x80", 5 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(trail); i++) {
+		ci = compress_in_create();
+		CHECK_EQ_INT(compress_in_feed(ci, trail[i].s, trail[i].len,
+					      &plain), -EPROTO);
+		CHECK_EQ_INT(buf_used(&plain), 0);
+		compress_in_destroy(&ci);
+	}
+	/* The same final blocks without the garbage are fine. */
+	ci = compress_in_create();
+	CHECK_EQ_INT(compress_in_feed(ci, "\x2b\xff\x03\x00", 4, &plain), 4);
+	CHECK(compress_in_is_finished(ci));
+	CHECK_EQ_INT(buf_used(&plain), 2);
+	compress_in_destroy(&ci);
 	buf_deinit(&plain);
 }
 

@@ -1612,7 +1612,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	log_set_level(LOG_WARN);
+	log_set_level(LOG_ERROR);
 	char spec[sizeof(tmpdir) + 16];
 	snprintf(spec, sizeof(spec), "fs:%s/store", tmpdir);
 	if (store_open(spec, &fs_store, &err) != 0) {
