@@ -1981,6 +1981,8 @@ static void loop_once(int wait_ms)
 		s = &B.sess[idx];
 		if (!alive(s, gen))
 			continue;
+		/* per event, so a long batch does not inflate latencies */
+		B.now = time_mono_usec();
 		sess_event(s, evs[i].events);
 	}
 }

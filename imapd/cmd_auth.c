@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "lib/task.h"
 #include "lib/util.h"
+#include "imapd/imap_util.h"
 
 void cmd_capability(struct cmd_ctx *cx)
 {
@@ -366,4 +367,60 @@ void cmd_idle(struct cmd_ctx *cx)
 		session_sync(s, true);
 	conn_printf(s->conn, "+ idling\r\n");
 	conn_idle_begin(s->conn, cx->tag);
+}
+
+/* QUOTA (RFC 9208): one root "" per user, with the STORAGE resource in
+ * KiB; limits come from the users file and cannot be set over IMAP. */
+static void write_quota(struct session *s)
+{
+	uint64_t used = (session_usage(s) + 1023) / 1024;
+	if (s->quota == 0)
+		session_untagged(s, "QUOTA \"\" ()");
+	else
+		session_untagged(s, "QUOTA \"\" (STORAGE %llu %llu)", (unsigned long long)used,
+				 (unsigned long long)(s->quota / 1024));
+}
+
+void cmd_getquota(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	if (cx->nargs != 1 || !arg_is_astring(&cx->args[0])) {
+		session_tagged(s, cx->tag, "BAD", NULL, "GETQUOTA needs a quota root");
+		return;
+	}
+	if (cx->args[0].str.len != 0) {
+		session_tagged(s, cx->tag, "NO", "NONEXISTENT", "No such quota root");
+		return;
+	}
+	write_quota(s);
+	session_tagged(s, cx->tag, "OK", NULL, "GETQUOTA completed");
+}
+
+void cmd_getquotaroot(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	struct kstr name;
+	if (cx->nargs != 1 || !arg_mailbox(cx, &cx->args[0], &name)) {
+		session_tagged(s, cx->tag, "BAD", NULL, "GETQUOTAROOT needs a mailbox");
+		return;
+	}
+	if (account_mailbox_find(s->acct, name) == NULL) {
+		session_tagged(s, cx->tag, "NO", "NONEXISTENT", "Mailbox does not exist");
+		return;
+	}
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* QUOTAROOT ");
+	imap_write_astring(&b, name);
+	buf_append_str(&b, " \"\"\r\n");
+	conn_write(s->conn, buf_head(&b), buf_used(&b));
+	buf_deinit(&b);
+	write_quota(s);
+	session_tagged(s, cx->tag, "OK", NULL, "GETQUOTAROOT completed");
+}
+
+void cmd_setquota(struct cmd_ctx *cx)
+{
+	session_tagged(cx->s, cx->tag, "NO", "NOPERM",
+		       "Quotas are set by the administrator");
 }

@@ -233,11 +233,40 @@ static const struct index_op_result *commit_one(struct cmd_ctx *cx, struct index
 	return index_txn_result(t, op);
 }
 
+/* (USE (\\Drafts ...)) of CREATE-SPECIAL-USE (RFC 6154). */
+static bool parse_create_params(const struct imap_arg *l, uint32_t *special_r)
+{
+	static const struct { const char *name; uint32_t bit; } uses[] = {
+		{ "\\All", MBOX_SPECIAL_ALL }, { "\\Archive", MBOX_SPECIAL_ARCHIVE },
+		{ "\\Drafts", MBOX_SPECIAL_DRAFTS }, { "\\Flagged", MBOX_SPECIAL_FLAGGED },
+		{ "\\Junk", MBOX_SPECIAL_JUNK }, { "\\Sent", MBOX_SPECIAL_SENT },
+		{ "\\Trash", MBOX_SPECIAL_TRASH },
+	};
+	if (l->type != IMAP_ARG_LIST || l->list_count != 2 || !arg_is_atom(&l->list[0], "USE") ||
+	    l->list[1].type != IMAP_ARG_LIST)
+		return false;
+	for (size_t i = 0; i < l->list[1].list_count; i++) {
+		const struct imap_arg *a = &l->list[1].list[i];
+		bool found = false;
+		for (size_t k = 0; k < ARRAY_SIZE(uses); k++) {
+			if (arg_is_atom(a, uses[k].name)) {
+				*special_r |= uses[k].bit;
+				found = true;
+			}
+		}
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
 void cmd_create(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
 	struct kstr name;
-	if (cx->nargs < 1 || !arg_mailbox(cx, &cx->args[0], &name)) {
+	uint32_t special = 0;
+	if (cx->nargs < 1 || cx->nargs > 2 || !arg_mailbox(cx, &cx->args[0], &name) ||
+	    (cx->nargs == 2 && !parse_create_params(&cx->args[1], &special))) {
 		session_tagged(s, cx->tag, "BAD", NULL, "CREATE needs a valid mailbox name");
 		return;
 	}
@@ -267,7 +296,7 @@ void cmd_create(struct cmd_ctx *cx)
 		    !kstr_eq(parent, KSTR_LIT("INBOX")))
 			index_txn_create_mailbox(t, parent, 0);
 	}
-	op = index_txn_create_mailbox(t, name, 0);
+	op = index_txn_create_mailbox(t, name, special);
 	if (commit_one(cx, t, op, "CREATE") != NULL)
 		session_tagged(s, cx->tag, "OK", NULL, "CREATE completed");
 	index_txn_free(&t);
@@ -985,6 +1014,13 @@ void cmd_append(struct cmd_ctx *cx)
 		}
 	}
 	uint64_t mbid = mb->id;
+	uint64_t total = 0;
+	for (size_t k = 0; k < nitems; k++)
+		total += items[k].data.len;
+	if (!session_quota_allows(s, total)) {
+		session_tagged(s, cx->tag, "NO", "OVERQUOTA", "Quota exceeded");
+		return;
+	}
 	struct index_txn *t = index_txn_begin(s->acct);
 	int first_op = -1;
 	for (size_t k = 0; k < nitems; k++) {

@@ -665,6 +665,19 @@ static void do_copy(struct cmd_ctx *cx, bool move)
 		session_tagged(s, cx->tag, "OK", NULL, "%s completed (no messages)", what);
 		return;
 	}
+	if (!move || dst->id != s->sel_id) {
+		struct mailbox *src = session_mailbox(s);
+		uint64_t more = 0;
+		for (size_t i = 0; src != NULL && i < n && !move; i++) {
+			struct index_msg *m = mailbox_msg_by_uid(src, uids[i]);
+			if (m != NULL)
+				more += m->size;
+		}
+		if (!session_quota_allows(s, more)) {
+			session_tagged(s, cx->tag, "NO", "OVERQUOTA", "Quota exceeded");
+			return;
+		}
+	}
 	struct index_txn *t = index_txn_begin(s->acct);
 	int op = index_txn_copy(t, s->sel_id, uids, n, dst->id, move);
 	ret = op < 0 ? op : index_txn_commit(t, &error);

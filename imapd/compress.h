@@ -111,7 +111,9 @@ void compress_in_destroy(struct compress_in **ci);
  * code, back-reference beyond the window, stored block length mismatch,
  * or any byte after a final block); plain_dst is then unchanged by this
  * call, and every later call returns -EPROTO again (close the
- * connection). -EINVAL if plain_dst->max is 0. */
+ * connection). A stream that stops in the middle of a block is not an
+ * error: the rest may come with the next recv(). -EINVAL if
+ * plain_dst->max is 0. */
 ssize_t compress_in_feed(struct compress_in *ci, const void *compressed,
 			 size_t len, struct buf *plain_dst);
 

@@ -151,7 +151,7 @@ void session_tagged_error(struct session *s, struct kstr tag, int err,
 
 void session_capabilities(struct session *s, struct buf *out)
 {
-	buf_append_str(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE");
+	buf_append_str(out, "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE");
 	if (s->state == SESSION_NOTAUTH) {
 		if (s->srv->tls != NULL && !conn_is_tls(s->conn))
 			buf_append_str(out, " STARTTLS");
@@ -164,7 +164,11 @@ void session_capabilities(struct session *s, struct buf *out)
 		else
 			buf_append_str(out, " LOGINDISABLED");
 	} else {
-		buf_append_str(out, " NAMESPACE UIDPLUS UNSELECT CHILDREN MOVE SPECIAL-USE");
+		buf_append_str(out, " NAMESPACE UIDPLUS UNSELECT CHILDREN MOVE SPECIAL-USE"
+			       " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC"
+			       " ESEARCH MULTIAPPEND BINARY STATUS=SIZE QUOTA QUOTA=RES-STORAGE"
+			       " UTF8=ACCEPT");
+		buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->srv->set.max_append_size);
 	}
 }
 
@@ -427,6 +431,9 @@ int session_login(struct session *s, const char *user, const char **error_r)
 	free(s->user);
 	s->user = xstrdup(user);
 	s->acct = a;
+	struct user_info info;
+	if (users_lookup(s->srv->users, kstr_cstr(user), &info))
+		s->quota = info.quota;
 	account_listener_add(a, &s->listener);
 	s->state = SESSION_AUTH;
 	imap_parser_set_limits(s->conn->parser, &s->srv->auth_limits);
@@ -518,6 +525,9 @@ static const struct cmd_def commands[] = {
 	{ "STORE", ST_SELECTED, cmd_store, true, true, false },
 	{ "COPY", ST_SELECTED, cmd_copy, true, false, false },
 	{ "MOVE", ST_SELECTED, cmd_move, true, false, false },
+	{ "GETQUOTA", ST_LOGGEDIN, cmd_getquota, false, false, false },
+	{ "GETQUOTAROOT", ST_LOGGEDIN, cmd_getquotaroot, false, false, false },
+	{ "SETQUOTA", ST_LOGGEDIN, cmd_setquota, false, false, false },
 };
 
 static const struct cmd_def *cmd_find(struct kstr name)
@@ -573,6 +583,22 @@ void session_run_command(struct session *s, struct imap_cmd *cmd)
 	log_debug("event=cmd conn=%llu user=%s cmd=%s%s usec=%llu", (unsigned long long)c->id,
 		  s->user ? s->user : "-", cx.uid ? "UID " : "", def->name,
 		  (unsigned long long)(time_mono_usec() - t0));
+}
+
+/* ---- quota ---- */
+
+uint64_t session_usage(struct session *s)
+{
+	uint64_t total = 0;
+	size_t n = account_mailbox_count(s->acct);
+	for (size_t i = 0; i < n; i++)
+		total += account_mailbox_at(s->acct, i)->total_size;
+	return total;
+}
+
+bool session_quota_allows(struct session *s, uint64_t more)
+{
+	return s->quota == 0 || session_usage(s) + more <= s->quota;
 }
 
 /* ---- argument helpers ---- */

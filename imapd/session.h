@@ -45,6 +45,8 @@ struct session {
 	bool qresync;
 	bool rev2;
 
+	uint64_t quota;		/* bytes, 0 = none (users file) */
+
 	/* set by a handler; acted on after the task ends */
 	bool want_handoff;
 	char *login_tag;	/* tagged reply pending across a handoff */
@@ -124,7 +126,13 @@ cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login,
 	cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
 	cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append,
 	cmd_check, cmd_close, cmd_unselect, cmd_expunge, cmd_search,
-	cmd_fetch, cmd_store, cmd_copy, cmd_move, cmd_idle;
+	cmd_fetch, cmd_store, cmd_copy, cmd_move, cmd_idle, cmd_getquota,
+	cmd_getquotaroot, cmd_setquota;
+
+/* Bytes the account uses (sum of message sizes over all mailboxes). */
+uint64_t session_usage(struct session *s);
+/* Whether adding `more` bytes stays within the quota. */
+bool session_quota_allows(struct session *s, uint64_t more);
 
 /* Argument helpers: an astring (atom, quoted or literal). */
 bool arg_is_astring(const struct imap_arg *a);

@@ -22,7 +22,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SOCK_TIMEOUT = 30.0
+SOCK_TIMEOUT = 30.0 * max(1.0, float(os.environ.get("KURA_TIMEOUT_SCALE", "1")),
+			 10.0 if os.environ.get("KURA_VALGRIND") == "1" else 1.0)
 
 
 class Fail(AssertionError):

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 
-from integlib import (Fail, View, eq, expect, flagset, list_mailboxes, message, parse,
+from integlib import (Fail, Lit, View, eq, expect, flagset, list_mailboxes, message, parse,
 		      select_info, status_items)
 
 
@@ -102,8 +102,11 @@ def test_two_nodes_see_each_others_changes(ctx):
 	va, vb = View(uids), View(uids)
 	# Flags set on node 1, fetched on node 2.
 	va.apply(a.ok("STORE 2 +FLAGS (\\Flagged $N1)"))
-	got, waited = until(lambda: "\\flagged" in flagset(b.ok("FETCH 2 FLAGS").fetches().get(2, {}).get("FLAGS")))
-	expect(got, "node 2 never saw node 1's STORE (waited %.1fs)" % waited)
+	def flagged_on_b():
+		vb.apply(b.ok("NOOP"))
+		return "\\flagged" in flagset(b.ok("FETCH 2 FLAGS").fetches().get(2, {}).get("FLAGS"))
+	got, waited = until(flagged_on_b)
+	expect(got, "node 2 never saw node 1's STORE with NOOP + FETCH (waited %.1fs)" % waited)
 	# Expunge on node 2, seen by node 1 on NOOP.
 	vb.apply(b.ok("STORE 4 +FLAGS.SILENT (\\Deleted)"))
 	vb.apply(b.ok("EXPUNGE"))
@@ -115,7 +118,9 @@ def test_two_nodes_see_each_others_changes(ctx):
 	expect(got, "node 1 never saw node 2's EXPUNGE (waited %.1fs, view %r)" % (waited, va.uids))
 	eq(va.check(a, "node 1"), [uids[0], uids[1], uids[2], uids[4]], "node 1 view")
 	# APPEND on node 2, EXISTS on node 1.
-	new = b.append("INBOX", message(subject="late"))
+	r = b.ok("APPEND INBOX ", Lit(message(subject="late")))
+	vb.apply(r)
+	new = int(r.code_value("APPENDUID").split()[1])
 
 	def noop_a2():
 		va.apply(a.ok("NOOP"))
@@ -133,13 +138,15 @@ def test_two_nodes_mailbox_operations(ctx):
 	a = ctx.login(u)
 	b = ctx.login_to(n2, u)
 	a.ok("CREATE shared/one")
-	got, waited = until(lambda: "shared/one" in list_mailboxes(b))
+	got, waited = until(lambda: b.ok("NOOP") and "shared/one" in list_mailboxes(b))
 	expect(got, "node 2 LIST never showed a mailbox created on node 1 (%.1fs)" % waited)
 	b.ok("RENAME shared/one shared/two")
 	b.append("shared/two", message())
-	got, waited = until(lambda: "shared/two" in list_mailboxes(a) and "shared/one" not in list_mailboxes(a))
+	got, waited = until(lambda: a.ok("NOOP") and "shared/two" in list_mailboxes(a)
+			    and "shared/one" not in list_mailboxes(a))
 	expect(got, "node 1 LIST never reflected node 2's RENAME (%.1fs)" % waited)
-	got, waited = until(lambda: status_items(a.ok("STATUS shared/two (MESSAGES)"))["MESSAGES"] == 1)
+	got, waited = until(lambda: a.ok("NOOP") and
+			    status_items(a.ok("STATUS shared/two (MESSAGES)"))["MESSAGES"] == 1)
 	expect(got, "node 1 STATUS never counted node 2's APPEND (%.1fs)" % waited)
 
 
