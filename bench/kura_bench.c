@@ -1526,7 +1526,8 @@ static void after_cmd(struct sess *s, bool ok, const struct bench_resp *r)
 			s->mine[s->nmine++] = (uint32_t)s->append_uid;
 		break;
 	case CMD_STORE:
-		if (!ok)
+		/* \Deleted not confirmed: EXPUNGE would only repeat the error */
+		if (!ok || s->err_kind >= 0)
 			s->expunge_pending = false;
 		break;
 	case CMD_LOGOUT:

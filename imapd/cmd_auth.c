@@ -424,3 +424,23 @@ void cmd_setquota(struct cmd_ctx *cx)
 	session_tagged(cx->s, cx->tag, "NO", "NOPERM",
 		       "Quotas are set by the administrator");
 }
+
+/* COMPRESS DEFLATE (RFC 4978). */
+void cmd_compress(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	if (cx->nargs != 1 || cx->args[0].type != IMAP_ARG_ATOM) {
+		session_tagged(s, cx->tag, "BAD", NULL, "COMPRESS needs a mechanism");
+		return;
+	}
+	if (!kstr_eq_ci(cx->args[0].str, "DEFLATE")) {
+		session_tagged(s, cx->tag, "BAD", NULL, "Unknown compression mechanism");
+		return;
+	}
+	if (conn_is_compressed(s->conn)) {
+		session_tagged(s, cx->tag, "NO", "COMPRESSIONACTIVE", "DEFLATE is already active");
+		return;
+	}
+	session_tagged(s, cx->tag, "OK", NULL, "DEFLATE active");
+	conn_start_compress(s->conn);
+}

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "imapd/compress.h"
 #include "imapd/imapd.h"
 #include "imapd/session.h"
 #include "imapd/tls.h"
@@ -28,6 +29,7 @@ static void conn_process(struct conn *c);
 static void conn_recv_start(struct conn *c);
 static void conn_release_maybe(struct conn *c);
 static void conn_handoff_continue(struct conn *c);
+static void conn_fill_wire_from(struct conn *c, struct buf *src);
 
 static void timeout_fired(struct loop_timer *t)
 {
@@ -138,6 +140,8 @@ void conn_accepted(struct worker *w, int fd, bool tls)
 	buf_init(&c->out, 0);
 	buf_init(&c->wire, 0);
 	buf_init(&c->tls_backlog, 64 * 1024);
+	buf_init(&c->zraw, CONN_IN_MAX);
+	buf_init(&c->zout, 0);
 	loop_timer_init(&c->keepalive_timer);
 	loop_timer_init(&c->poll_timer);
 	loop_timer_init(&c->timeout_timer);
@@ -226,13 +230,61 @@ static void send_done(struct loop_op *op, int res, uint32_t flags)
 	conn_release_maybe(c);
 }
 
+/* Where TLS puts plaintext: the parser's input, or the compressed
+ * stream once COMPRESS is on. */
+static struct buf *conn_tls_dst(struct conn *c)
+{
+	return c->cin != NULL ? &c->zraw : &c->in;
+}
+
+/* Inflates what arrived compressed into c->in, as far as room allows. */
+static void conn_inflate(struct conn *c)
+{
+	if (c->cin == NULL || c->dead)
+		return;
+	while (buf_used(&c->zraw) > 0 || compress_in_pending(c->cin)) {
+		size_t before = buf_used(&c->in);
+		ssize_t n = compress_in_feed(c->cin, buf_head(&c->zraw), buf_used(&c->zraw),
+					     &c->in);
+		if (n < 0) {
+			conn_mark_dead(c, "inflate-error");
+			return;
+		}
+		buf_consume(&c->zraw, (size_t)n);
+		if (n == 0 && buf_used(&c->in) == before)
+			break;	/* c->in is full */
+	}
+}
+
 static void conn_fill_wire(struct conn *c)
 {
-	if (buf_used(&c->out) == 0)
+	if (c->cout != NULL && buf_used(&c->out) > 0) {
+		while (buf_used(&c->out) > 0) {
+			ssize_t n = compress_out_write(c->cout, buf_head(&c->out),
+						       buf_used(&c->out), &c->zout);
+			if (n < 0) {
+				conn_mark_dead(c, "deflate-error");
+				return;
+			}
+			buf_consume(&c->out, (size_t)n);
+		}
+		if (compress_out_flush(c->cout, &c->zout) < 0) {
+			conn_mark_dead(c, "deflate-error");
+			return;
+		}
+		if (c->idling)
+			compress_out_idle(c->cout);
+	}
+	conn_fill_wire_from(c, c->cout != NULL ? &c->zout : &c->out);
+}
+
+static void conn_fill_wire_from(struct conn *c, struct buf *src)
+{
+	if (buf_used(src) == 0)
 		return;
 	if (c->tls != NULL) {
-		while (buf_used(&c->out) > 0) {
-			ssize_t n = tls_conn_write(c->tls, buf_head(&c->out), buf_used(&c->out));
+		while (buf_used(src) > 0) {
+			ssize_t n = tls_conn_write(c->tls, buf_head(src), buf_used(src));
 			if (n == -EAGAIN) {
 				if (tls_conn_output_pending(c->tls) == 0)
 					break;	/* handshake not finished */
@@ -243,12 +295,12 @@ static void conn_fill_wire(struct conn *c)
 				conn_mark_dead(c, "tls-write");
 				return;
 			}
-			buf_consume(&c->out, (size_t)n);
+			buf_consume(src, (size_t)n);
 		}
 		tls_conn_take_output(c->tls, &c->wire);
 	} else {
-		buf_append(&c->wire, buf_head(&c->out), buf_used(&c->out));
-		buf_reset(&c->out);
+		buf_append(&c->wire, buf_head(src), buf_used(src));
+		buf_reset(src);
 	}
 }
 
@@ -331,8 +383,9 @@ static void recv_done(struct loop_op *op, int res, uint32_t flags)
 			fed += (size_t)n;
 			ssize_t r;
 			bool progress = n > 0;
-			while ((r = tls_conn_read(c->tls, &c->in)) > 0)
+			while ((r = tls_conn_read(c->tls, conn_tls_dst(c))) > 0)
 				progress = true;
+			conn_inflate(c);
 			if (r == -EPROTO || r == 0) {
 				/* alert or close_notify: send what TLS has, then close */
 				tls_conn_take_output(c->tls, &c->wire);
@@ -349,12 +402,13 @@ static void recv_done(struct loop_op *op, int res, uint32_t flags)
 		}
 		conn_flush(c);	/* handshake bytes */
 	} else {
-		if (!buf_append(&c->in, c->rbuf, (size_t)res)) {
+		if (!buf_append(c->cin != NULL ? &c->zraw : &c->in, c->rbuf, (size_t)res)) {
 			/* cannot happen: we only recv when there is room */
 			conn_mark_dead(c, "input-overflow");
 			conn_release_maybe(c);
 			return;
 		}
+		conn_inflate(c);
 	}
 	if (c->handoff) {
 		conn_handoff_continue(c);
@@ -412,6 +466,10 @@ static void conn_release_maybe(struct conn *c)
 	buf_deinit(&c->out);
 	buf_deinit(&c->wire);
 	buf_deinit(&c->tls_backlog);
+	buf_deinit(&c->zraw);
+	buf_deinit(&c->zout);
+	compress_in_destroy(&c->cin);
+	compress_out_destroy(&c->cout);
 	free(c->rbuf);
 	close(c->fd);
 	conn_unlink(c);
@@ -616,19 +674,25 @@ static void conn_bad(struct conn *c, const char *what)
  * into c->in once there is room. */
 static void conn_tls_pull(struct conn *c)
 {
-	if (c->tls == NULL || c->dead)
+	if (c->dead)
 		return;
+	if (c->tls == NULL) {
+		conn_inflate(c);
+		return;
+	}
 	while (buf_used(&c->tls_backlog) > 0) {
 		ssize_t n = tls_conn_feed(c->tls, buf_head(&c->tls_backlog),
 					  buf_used(&c->tls_backlog));
 		if (n <= 0)
 			break;
 		buf_consume(&c->tls_backlog, (size_t)n);
-		if (tls_conn_read(c->tls, &c->in) <= 0)
+		if (tls_conn_read(c->tls, conn_tls_dst(c)) <= 0)
 			break;
+		conn_inflate(c);
 	}
-	while (tls_conn_read(c->tls, &c->in) > 0)
-		;
+	while (tls_conn_read(c->tls, conn_tls_dst(c)) > 0)
+		conn_inflate(c);
+	conn_inflate(c);
 }
 
 /* Checks an APPEND before its literal is accepted ("+" sent): the
@@ -758,6 +822,22 @@ out:
 	if (c->closing && !c->dead && c->task == NULL && !c->send_inflight &&
 	    buf_used(&c->wire) == 0 && buf_used(&c->out) == 0)
 		conn_mark_dead(c, "closed");
+}
+
+void conn_start_compress(struct conn *c)
+{
+	/* The OK goes out uncompressed (through TLS if that is on). */
+	conn_fill_wire(c);
+	c->cout = compress_out_create();
+	c->cin = compress_in_create();
+	/* Anything the client sent after the command is compressed. */
+	buf_append(&c->zraw, buf_head(&c->in), buf_used(&c->in));
+	buf_reset(&c->in);
+}
+
+bool conn_is_compressed(const struct conn *c)
+{
+	return c->cout != NULL;
 }
 
 void conn_start_tls(struct conn *c)

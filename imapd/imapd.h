@@ -21,6 +21,8 @@ struct account;
 struct users;
 struct tls_ctx;
 struct tls_conn;
+struct compress_in;
+struct compress_out;
 struct task;
 
 struct server_listener {
@@ -113,6 +115,10 @@ struct conn {
 	struct buf out;		/* plaintext output not yet handed to send */
 	struct buf wire;	/* bytes being sent */
 	struct buf tls_backlog;	/* ciphertext TLS could not take yet */
+	struct compress_in *cin;	/* COMPRESS=DEFLATE, both directions */
+	struct compress_out *cout;
+	struct buf zraw;	/* compressed input not inflated yet */
+	struct buf zout;	/* compressed output not handed to TLS/send */
 	struct tls_conn *tls;
 
 	struct imap_parser *parser;
@@ -181,6 +187,10 @@ void conn_close_after_output(struct conn *c);
  * plaintext input is discarded. */
 void conn_start_tls(struct conn *c);
 bool conn_is_tls(const struct conn *c);
+/* COMPRESS DEFLATE: output so far goes out uncompressed, then both
+ * directions are compressed. */
+void conn_start_compress(struct conn *c);
+bool conn_is_compressed(const struct conn *c);
 /* After authentication: moves the connection to the user's worker if it
  * is another one. The task must have ended first: called by session code
  * via a flag, see session.c. */

@@ -1776,8 +1776,9 @@ static void bench_task(void *arg)
 		uint64_t t0 = time_mono_usec();
 		int r;
 
+		/* every task PUTs more than 16 objects in the PUT runs */
 		snprintf(key, sizeof(key), "%s/bench/%d/%u", P, b->id,
-			 i++ % 64);
+			 i++ % 16);
 		if (b->put) {
 			r = store_put(b->s, key, bench_data,
 				      sizeof(bench_data), 0, NULL, NULL);
