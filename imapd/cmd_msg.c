@@ -8,6 +8,9 @@
 #include "imapd/imap_util.h"
 #include "imapd/imapd.h"
 #include "imapd/search.h"
+#include "imapd/sort.h"
+#include "imapd/thread.h"
+#include "index/mime.h"
 #include "imapd/session.h"
 #include "index/index.h"
 #include "lib/errors.h"
@@ -179,42 +182,32 @@ static int parse_search_return(const struct imap_arg *args, size_t n, unsigned *
 	return 2;
 }
 
-void cmd_search(struct cmd_ctx *cx)
+/* Runs search criteria over the view: *hits_r gets matching UIDs in view
+ * order (arena). Answers the client itself on failure (returns < 0). */
+static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t nargs,
+		      uint32_t **hits_r, uint32_t **msns_r, size_t *nhits_r,
+		      uint64_t *max_modseq_r, bool *want_modseq_r)
 {
 	struct session *s = cx->s;
 	struct search_prog *prog;
 	const char *error = NULL;
-	unsigned retopts = 0;
-	bool esearch = false;
-	int skip = parse_search_return(cx->args, cx->nargs, &retopts, &esearch);
-	if (skip < 0) {
-		session_tagged(s, cx->tag, "BAD", NULL, "Invalid RETURN options");
-		return;
-	}
-	if (s->rev2 && !esearch) {
-		/* IMAP4rev2 answers every SEARCH with ESEARCH. */
-		esearch = true;
-		retopts = SRET_ALL;
-	}
-	const struct imap_arg *args = cx->args + skip;
-	size_t nargs = cx->nargs - (size_t)skip;
 	if (nargs == 0) {
-		session_tagged(s, cx->tag, "BAD", NULL, "SEARCH needs criteria");
-		return;
+		session_tagged(s, cx->tag, "BAD", NULL, "Missing search criteria");
+		return -1;
 	}
 	uint32_t max_uid = s->nuids ? s->uids[s->nuids - 1] : 0;
 	int ret = search_parse(cx->a, args, nargs, (uint32_t)s->nuids, max_uid, &prog, &error);
 	if (ret == SEARCH_EBADCHARSET) {
 		session_tagged(s, cx->tag, "NO", "BADCHARSET (UTF-8 US-ASCII)",
 			       "Unsupported charset");
-		return;
+		return -1;
 	}
 	if (ret < 0) {
 		session_tagged(s, cx->tag, "BAD", NULL, "%s", error ? error : "Invalid search");
-		return;
+		return -1;
 	}
-	bool want_modseq = search_prog_uses_modseq(prog);
-	if (want_modseq)
+	*want_modseq_r = search_prog_uses_modseq(prog);
+	if (*want_modseq_r)
 		s->condstore = true;
 	struct load_ctx lc = { .s = s, .a = cx->a };
 	buf_init(&lc.data, FETCH_MSG_MAX);
@@ -224,6 +217,7 @@ void cmd_search(struct cmd_ctx *cx)
 	uint32_t *view = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
 	memcpy(view, s->uids, n * sizeof(uint32_t));
 	uint32_t *hits = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
+	uint32_t *msns = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
 	size_t nhits = 0;
 	uint64_t max_modseq = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -246,15 +240,46 @@ void cmd_search(struct cmd_ctx *cx)
 		if (ret < 0) {
 			buf_deinit(&lc.data);
 			session_tagged_error(s, cx->tag, ret, NULL, "SEARCH");
-			return;
+			return -1;
 		}
 		if (match) {
-			hits[nhits++] = cx->uid ? view[i] : (uint32_t)i + 1;
+			msns[nhits] = (uint32_t)i + 1;
+			hits[nhits++] = view[i];
 			if (modseq > max_modseq)
 				max_modseq = modseq;
 		}
 	}
 	buf_deinit(&lc.data);
+	*hits_r = hits;
+	*msns_r = msns;
+	*nhits_r = nhits;
+	*max_modseq_r = max_modseq;
+	return 0;
+}
+
+void cmd_search(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	unsigned retopts = 0;
+	bool esearch = false;
+	int skip = parse_search_return(cx->args, cx->nargs, &retopts, &esearch);
+	if (skip < 0) {
+		session_tagged(s, cx->tag, "BAD", NULL, "Invalid RETURN options");
+		return;
+	}
+	if (s->rev2 && !esearch) {
+		/* IMAP4rev2 answers every SEARCH with ESEARCH. */
+		esearch = true;
+		retopts = SRET_ALL;
+	}
+	uint32_t *uids, *msns;
+	size_t nhits;
+	uint64_t max_modseq;
+	bool want_modseq;
+	if (run_search(cx, cx->args + skip, cx->nargs - (size_t)skip, &uids, &msns, &nhits,
+		       &max_modseq, &want_modseq) < 0)
+		return;
+	uint32_t *hits = cx->uid ? uids : msns;
 	struct buf out;
 	buf_init(&out, 0);
 	if (!esearch) {
@@ -264,7 +289,7 @@ void cmd_search(struct cmd_ctx *cx)
 		if (want_modseq && nhits > 0)
 			buf_printf(&out, " (MODSEQ %llu)", (unsigned long long)max_modseq);
 		buf_append_str(&out, "\r\n");
-	} else if (retopts != SRET_SAVE) {
+	} else {
 		buf_append_str(&out, "* ESEARCH (TAG ");
 		imap_write_string(&out, cx->tag);
 		buf_append_str(&out, ")");
@@ -287,6 +312,118 @@ void cmd_search(struct cmd_ctx *cx)
 	conn_write(s->conn, buf_head(&out), buf_used(&out));
 	buf_deinit(&out);
 	session_tagged(s, cx->tag, "OK", NULL, "SEARCH completed");
+}
+
+/* ---- SORT / THREAD (RFC 5256) ---- */
+
+void cmd_sort(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	struct sort_criteria *crit;
+	const char *error = NULL;
+	if (cx->nargs < 3 || sort_parse_criteria(cx->a, &cx->args[0], &crit, &error) < 0) {
+		session_tagged(s, cx->tag, "BAD", NULL, "%s",
+			       error ? error : "SORT needs criteria, a charset and a search");
+		return;
+	}
+	/* args[1] is the charset: search_parse checks it as CHARSET does. */
+	struct imap_arg *args = arena_alloc(cx->a, (cx->nargs + 1) * sizeof(*args));
+	memset(&args[0], 0, sizeof(args[0]));
+	args[0].type = IMAP_ARG_ATOM;
+	args[0].str = KSTR_LIT("CHARSET");
+	memcpy(args + 1, cx->args + 1, (cx->nargs - 1) * sizeof(*args));
+	uint32_t *uids, *msns;
+	size_t n;
+	uint64_t max_modseq;
+	bool want_modseq;
+	if (run_search(cx, args, cx->nargs, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
+		return;
+	struct mailbox *mb = session_mailbox(s);
+	if (mb != NULL)
+		sort_messages(crit, mb, uids, n);
+	struct buf out;
+	buf_init(&out, 0);
+	buf_append_str(&out, "* SORT");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&out, " %u", cx->uid ? uids[i] : session_msn(s, uids[i]));
+	if (want_modseq && n > 0)
+		buf_printf(&out, " (MODSEQ %llu)", (unsigned long long)max_modseq);
+	buf_append_str(&out, "\r\n");
+	conn_write(s->conn, buf_head(&out), buf_used(&out));
+	buf_deinit(&out);
+	session_tagged(s, cx->tag, "OK", NULL, "SORT completed");
+}
+
+struct refs_ctx {
+	struct session *s;
+	struct buf hdr, val;
+};
+
+/* References of a message for THREAD=REFERENCES: reads only its header. */
+static int thread_get_refs(void *ctx, uint32_t uid, struct kstr *refs_r)
+{
+	struct refs_ctx *rc = ctx;
+	struct mailbox *mb = session_mailbox(rc->s);
+	struct index_msg *m = mb ? mailbox_msg_by_uid(mb, uid) : NULL;
+	*refs_r = kstr_make(NULL, 0);
+	if (m == NULL)
+		return 0;
+	uint8_t guid[INDEX_GUID_LEN];
+	memcpy(guid, m->guid, sizeof(guid));
+	uint64_t hsize = m->meta != NULL && m->meta->header_size > 0 ? m->meta->header_size :
+			 UINT64_MAX;
+	const char *error = NULL;
+	buf_reset(&rc->hdr);
+	buf_reset(&rc->val);
+	int ret = index_message_get(rc->s->acct, guid, 0, hsize, &rc->hdr, &error);
+	if (ret < 0)
+		return ret;
+	struct kstr h = buf_kstr(&rc->hdr);
+	if (h.p != NULL && mime_header_decoded(h.p, h.len, KSTR_LIT("References"), &rc->val))
+		*refs_r = buf_kstr(&rc->val);
+	return 0;
+}
+
+void cmd_thread(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	enum thread_alg alg;
+	if (cx->nargs < 3 || cx->args[0].type != IMAP_ARG_ATOM ||
+	    thread_parse_algorithm(cx->args[0].str, &alg) < 0) {
+		session_tagged(s, cx->tag, "BAD", NULL, "THREAD needs an algorithm, a charset and a search");
+		return;
+	}
+	struct imap_arg *args = arena_alloc(cx->a, (cx->nargs + 1) * sizeof(*args));
+	memset(&args[0], 0, sizeof(args[0]));
+	args[0].type = IMAP_ARG_ATOM;
+	args[0].str = KSTR_LIT("CHARSET");
+	memcpy(args + 1, cx->args + 1, (cx->nargs - 1) * sizeof(*args));
+	uint32_t *uids, *msns;
+	size_t n;
+	uint64_t max_modseq;
+	bool want_modseq;
+	if (run_search(cx, args, cx->nargs, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
+		return;
+	struct mailbox *mb = session_mailbox(s);
+	struct refs_ctx rc = { .s = s };
+	buf_init(&rc.hdr, 1024 * 1024);
+	buf_init(&rc.val, 0);
+	struct buf out;
+	buf_init(&out, 64 * 1024 * 1024);
+	int ret = mb == NULL ? 0 :
+		thread_build(alg, mb, uids, n, cx->uid, msns, thread_get_refs, &rc, &out);
+	buf_deinit(&rc.hdr);
+	buf_deinit(&rc.val);
+	if (ret < 0) {
+		buf_deinit(&out);
+		session_tagged_error(s, cx->tag, ret, NULL, "THREAD");
+		return;
+	}
+	conn_printf(s->conn, "* THREAD ");
+	conn_write(s->conn, buf_head(&out), buf_used(&out));
+	conn_printf(s->conn, "\r\n");
+	buf_deinit(&out);
+	session_tagged(s, cx->tag, "OK", NULL, "THREAD completed");
 }
 
 /* ---- STORE ---- */

@@ -167,7 +167,8 @@ void session_capabilities(struct session *s, struct buf *out)
 		buf_append_str(out, " NAMESPACE UIDPLUS UNSELECT CHILDREN MOVE SPECIAL-USE"
 			       " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC"
 			       " ESEARCH MULTIAPPEND BINARY STATUS=SIZE QUOTA QUOTA=RES-STORAGE"
-			       " UTF8=ACCEPT COMPRESS=DEFLATE");
+			       " UTF8=ACCEPT COMPRESS=DEFLATE SORT SORT=DISPLAY"
+			       " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
 		buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->srv->set.max_append_size);
 	}
 }
@@ -525,6 +526,8 @@ static const struct cmd_def commands[] = {
 	{ "STORE", ST_SELECTED, cmd_store, true, true, false },
 	{ "COPY", ST_SELECTED, cmd_copy, true, false, false },
 	{ "MOVE", ST_SELECTED, cmd_move, true, false, false },
+	{ "SORT", ST_SELECTED, cmd_sort, true, true, false },
+	{ "THREAD", ST_SELECTED, cmd_thread, true, true, false },
 	{ "COMPRESS", ST_LOGGEDIN, cmd_compress, false, false, true },
 	{ "GETQUOTA", ST_LOGGEDIN, cmd_getquota, false, false, false },
 	{ "GETQUOTAROOT", ST_LOGGEDIN, cmd_getquotaroot, false, false, false },

@@ -127,7 +127,7 @@ cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login,
 	cmd_unsubscribe, cmd_list, cmd_lsub, cmd_status, cmd_append,
 	cmd_check, cmd_close, cmd_unselect, cmd_expunge, cmd_search,
 	cmd_fetch, cmd_store, cmd_copy, cmd_move, cmd_idle, cmd_getquota,
-	cmd_getquotaroot, cmd_setquota, cmd_compress;
+	cmd_getquotaroot, cmd_setquota, cmd_compress, cmd_sort, cmd_thread;
 
 /* Bytes the account uses (sum of message sizes over all mailboxes). */
 uint64_t session_usage(struct session *s);
