@@ -45,6 +45,7 @@
 #define ENVELOPE_WINDOW 50
 #define MODEL_MAX 20000000u		/* messages in one mailbox view */
 #define RECONNECT_DELAY_US 100000
+#define CLOSE_WAIT_US 1000000
 #define SCAN_EVERY_US 20000
 #define MAX_SAMPLES 20
 #define READ_ROUNDS 8
@@ -141,6 +142,7 @@ enum sess_state {
 	SS_CMD,			/* a command is in flight */
 	SS_IDLING,		/* in IDLE, waiting for the end */
 	SS_THINK,		/* --think pause before the next command */
+	SS_CLOSING,		/* after LOGOUT: waits for the server to close */
 	SS_DONE,		/* finished for good */
 };
 
@@ -312,6 +314,7 @@ static void sess_next(struct sess *s);
 static void sess_lost(struct sess *s, enum err_kind kind, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void sess_read(struct sess *s);
+static void pump_connects(void);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -1056,10 +1059,26 @@ static void sess_restart(struct sess *s, uint64_t delay_us)
 	}
 }
 
+static void sess_reconnect_now(struct sess *s)
+{
+	sess_close(s);
+	if (B.stopping) {
+		s->st = SS_DONE;
+		return;
+	}
+	connq_push(s);
+	pump_connects();
+}
+
 static void sess_lost(struct sess *s, enum err_kind kind, const char *fmt, ...)
 {
 	char why[240];
 	va_list ap;
+
+	if (s->st == SS_CLOSING) {
+		sess_reconnect_now(s);
+		return;
+	}
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
@@ -1534,13 +1553,15 @@ static void after_cmd(struct sess *s, bool ok, const struct bench_resp *r)
 		if (s->role == ROLE_IDLE && ok && s->idle_done_ok &&
 		    s->err_kind < 0)
 			s->healthy = true;
-		sess_close(s);
 		if (B.stopping || s->role != ROLE_MAIN) {
+			sess_close(s);
 			s->st = SS_DONE;
-		} else {
-			connq_push(s);
-			pump_connects();
+			return;
 		}
+		/* the server closes first, so TIME_WAIT stays on its side
+		 * and a fast login loop does not run out of local ports */
+		s->st = SS_CLOSING;
+		s->wake_at = B.now + CLOSE_WAIT_US;
 		return;
 	case CMD_DONE:
 		s->idle_done_ok = ok && s->err_kind < 0;
@@ -1637,6 +1658,8 @@ static void on_response(struct sess *s, struct kstr line)
 			return;
 		}
 		return;
+	case SS_CLOSING:
+		return;
 	default:
 		if (r.kind == BENCH_RESP_UNTAGGED)
 			on_untagged(s, &r);
@@ -1675,6 +1698,7 @@ static ssize_t sess_recv(struct sess *s, uint8_t *buf, size_t len)
 	if (s->ssl != NULL) {
 		int r, e;
 
+		s->tls_want_write = false;
 		ERR_clear_error();
 		r = SSL_read(s->ssl, buf, (int)KURA_MIN(len, (size_t)INT_MAX));
 		if (r > 0)
@@ -1950,6 +1974,10 @@ static void scan(void)
 				sess_lost(s, ERR_TIMEOUT, "no response within %.0f s",
 					  B.timeout);
 			break;
+		case SS_CLOSING:
+			if (B.now >= s->wake_at)
+				sess_reconnect_now(s);
+			break;
 		case SS_THINK:
 			if (B.now >= s->wake_at) {
 				uint32_t gen = s->gen;
@@ -2090,6 +2118,7 @@ static void stop_all(void)
 		case SS_CONNECTING:
 		case SS_TLS:
 		case SS_GREETING:
+		case SS_CLOSING:
 			sess_close(s);
 			s->st = SS_DONE;
 			break;

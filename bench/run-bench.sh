@@ -17,12 +17,12 @@
 #   BENCH_OUT        result directory [bench/results/YYYYmmdd-HHMMSS]
 #   BENCH_EXTRA      more kura-bench options, e.g. "--tls" or "--mbox FILE"
 #   KURA_WORKERS     kura-imapd worker threads [number of CPUs]
+#   KURA_IMAPD       the kura-imapd binary [build/kura-imapd]
 # Servers run from a private temporary directory that is removed at the
 # end; nothing in /etc is changed. Dovecot (Debian dovecot-imapd) is
 # installed with apt if missing.
 set -eu
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
 
 SERVERS=${BENCH_SERVERS:-"kura dovecot"}
 PROFILES=${BENCH_PROFILES:-"login persistent fetch append idle"}
@@ -42,8 +42,6 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d /tmp/kura-bench.XXXXXX)
 chmod 0755 "$WORK"
-SERVER_PID=""
-STOP_CMD=""
 
 cleanup() {
 	stop_server
@@ -51,6 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# shellcheck source=bench/servers.sh
 . bench/servers.sh
 
 # ---- profiles ----
@@ -83,6 +82,18 @@ for server in $SERVERS; do
 	# TODO(lead): more peers (e.g. a kura cluster of two nodes behind
 	# one address) go here as further cases.
 	for p in $PROFILES; do
+		if ! server_alive; then
+			# keep going: the data directory survives, the crash is
+			# reported in the previous profile's errors
+			log "$server died during the previous profile; restarting it"
+			{
+				echo "== $server died before $p"
+				# shellcheck disable=SC2086
+				tail -n 20 $SERVER_LOG 2>/dev/null || true
+			} >> "$OUT/crashes.txt"
+			stop_server
+			start_"$(echo "$server" | tr - _)" || break
+		fi
 		run_profile "$server" "$p"
 	done
 	stop_server

@@ -7,6 +7,8 @@
 # repository root.
 SERVER_PID=${SERVER_PID:-}
 STOP_CMD=${STOP_CMD:-}
+ALIVE_CMD=${ALIVE_CMD:-}
+SERVER_LOG=${SERVER_LOG:-}	# files worth reading after a crash
 
 log() { echo "bench: $*" >&2; }
 
@@ -26,10 +28,24 @@ wait_port() {
 	done
 }
 
+# True while the server started last is running.
+server_alive() {
+	if [ -n "$SERVER_PID" ]; then
+		kill -0 "$SERVER_PID" 2>/dev/null
+		return
+	fi
+	if [ -n "${ALIVE_CMD:-}" ]; then
+		sh -c "$ALIVE_CMD"
+		return
+	fi
+	return 1
+}
+
 stop_server() {
 	if [ -n "$STOP_CMD" ]; then
 		sh -c "$STOP_CMD" || true
 		STOP_CMD=""
+		ALIVE_CMD=""
 	fi
 	if [ -n "$SERVER_PID" ]; then
 		kill "$SERVER_PID" 2>/dev/null || true
@@ -50,7 +66,8 @@ make_users() {
 	chmod 0600 "$1"
 }
 
-# ---- servers: each sets PORT and SERVER_PID (or STOP_CMD) ----
+# ---- servers: each sets PORT, SERVER_LOG and SERVER_PID (or STOP_CMD
+# and ALIVE_CMD) ----
 
 start_kura() {
 	d=$WORK/kura
@@ -60,11 +77,12 @@ start_kura() {
 	workers=""
 	[ -n "${KURA_WORKERS:-}" ] && workers="--workers $KURA_WORKERS"
 	# shellcheck disable=SC2086
-	build/kura-imapd --listen "127.0.0.1:$PORT" --store "fs:$d/store" \
+	"${KURA_IMAPD:-build/kura-imapd}" --listen "127.0.0.1:$PORT" --store "fs:$d/store" \
 		--cache "$d/cache" --users "$d/users" --plaintext-auth loopback \
 		--max-connections-per-ip 0 --log-level warn --log-file "$d/kura.log" \
-		$workers &
+		$workers >> "$d/stderr" 2>&1 &
 	SERVER_PID=$!
+	SERVER_LOG="$d/stderr $d/kura.log"
 	wait_port "$PORT"
 }
 
@@ -72,7 +90,8 @@ start_kura_s3() {
 	# TODO(lead): the S3 (Ceph RGW) row. Start RGW with
 	# tests/s3/start-rgw.sh, create the bucket, then start kura-imapd as
 	# in start_kura but with --store "s3:..." (see docs/config.md), set
-	# PORT and SERVER_PID, and STOP_CMD="sh tests/s3/stop-rgw.sh ...".
+	# PORT, SERVER_LOG and SERVER_PID, and
+	# STOP_CMD="sh tests/s3/stop-rgw.sh ..." for the RGW side.
 	log "kura-s3: not wired yet (TODO in bench/run-bench.sh)"
 	return 1
 }
@@ -93,6 +112,7 @@ start_dovecot() {
 	chown "$uid:$gid" "$d/home"
 	# the auth process runs as the dovecot user too
 	chown "$uid:$gid" "$d/users"
+	# shellcheck disable=SC3045
 	ulimit -n 65536 2>/dev/null || true
 	chmod 0755 "$d"
 	PORT=$(free_port)
@@ -146,6 +166,8 @@ service imap {
 EOF
 	"$DOVECOT" -c "$d/dovecot.conf"
 	STOP_CMD="kill \$(cat '$d/run/master.pid') 2>/dev/null; sleep 1"
+	ALIVE_CMD="kill -0 \$(cat '$d/run/master.pid') 2>/dev/null"
+	SERVER_LOG="$d/dovecot.log"
 	wait_port "$PORT"
 }
 

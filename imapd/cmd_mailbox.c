@@ -997,6 +997,13 @@ void cmd_append(struct cmd_ctx *cx)
 			session_tagged(s, cx->tag, "BAD", NULL, "APPEND needs a message literal");
 			return;
 		}
+		/* NUL is not a CHAR8 (RFC 3501 9): only a literal8 (BINARY) may
+		 * carry one. */
+		if (!m->literal8 && it->data.len > 0 && memchr(it->data.p, 0, it->data.len)) {
+			session_tagged(s, cx->tag, "NO", "PARSE",
+				       "Message contains NUL; use a literal8 (BINARY)");
+			return;
+		}
 		nitems++;
 	}
 	const char *error = NULL;

@@ -32,10 +32,11 @@
 #define IO_STEP_MAX (1u << 30)
 
 struct compress_out {
-	struct isal_zstream *zs;	/* NULL until the first write, and after idle */
+	struct isal_zstream *zs;	/* NULL before the first write and
+					 * after compress_out_idle() */
 	uint8_t *level_buf;
-	bool dirty;		/* input taken since the last completed flush */
-	bool flushing;		/* a SYNC FLUSH was started and is not complete */
+	bool dirty;		/* input taken since the last complete flush */
+	bool flushing;		/* a SYNC FLUSH was started, not complete */
 	bool failed;
 };
 

@@ -30,6 +30,7 @@ static void conn_recv_start(struct conn *c);
 static void conn_release_maybe(struct conn *c);
 static void conn_handoff_continue(struct conn *c);
 static void conn_fill_wire_from(struct conn *c, struct buf *src);
+static void recv_data(struct conn *c, int res, const uint8_t *data);
 
 static void timeout_fired(struct loop_timer *t)
 {
@@ -146,7 +147,6 @@ void conn_accepted(struct worker *w, int fd, bool tls)
 	loop_timer_init(&c->poll_timer);
 	loop_timer_init(&c->timeout_timer);
 	c->parser = imap_parser_create(&imap_parser_limits_preauth);
-	c->cmd_arena = arena_create(16 * 1024);
 	conn_link(w, c);
 	c->sess = session_create(c);
 
@@ -316,6 +316,13 @@ void conn_flush(struct conn *c)
 	if (buf_used(&c->wire) == 0) {
 		if (c->closing && c->task == NULL && !c->dead)
 			conn_mark_dead(c, "closed");
+		if (c->idling && c->task == NULL) {
+			buf_deinit(&c->out);
+			buf_deinit(&c->wire);
+			buf_deinit(&c->zout);
+			if (buf_used(&c->in) == 0)
+				buf_deinit(&c->in);
+		}
 		return;
 	}
 	struct io_uring_sqe *sqe = loop_get_sqe(c->w->loop);
@@ -348,11 +355,38 @@ void conn_close_after_output(struct conn *c)
 	c->closing = true;
 }
 
+static void recv_retry(void *arg)
+{
+	struct conn *c = arg;
+	c->recv_retry_pending = false;
+	conn_recv_start(c);
+	conn_release_maybe(c);
+}
+
 static void recv_done(struct loop_op *op, int res, uint32_t flags)
 {
 	struct conn *c = (struct conn *)((char *)op - offsetof(struct conn, recv_op));
-	(void)flags;
 	c->recv_inflight = false;
+	/* A provided buffer goes back to the ring once its bytes are
+	 * consumed (they are copied into c->in or TLS below). */
+	unsigned bid = 0;
+	uint8_t *pb = res > 0 ? loop_buf_get(c->w->loop, flags, &bid) : NULL;
+	struct loop *l = c->w->loop;	/* c may be freed by recv_data */
+	recv_data(c, res, pb != NULL ? pb : c->rbuf);
+	if (pb != NULL)
+		loop_buf_put(l, bid);
+}
+
+static void recv_data(struct conn *c, int res, const uint8_t *data)
+{
+	if (res == -ENOBUFS) {
+		/* All provided buffers in use this instant: retry soon. */
+		if (!c->recv_retry_pending && !c->dead) {
+			c->recv_retry_pending = true;
+			loop_defer(c->w->loop, recv_retry, c);
+		}
+		return;
+	}
 	if (res <= 0) {
 		if (res == -EINTR || res == -EAGAIN) {
 			conn_recv_start(c);
@@ -374,7 +408,7 @@ static void recv_done(struct loop_op *op, int res, uint32_t flags)
 	if (c->tls != NULL) {
 		size_t fed = 0;
 		while (fed < (size_t)res) {
-			ssize_t n = tls_conn_feed(c->tls, c->rbuf + fed, (size_t)res - fed);
+			ssize_t n = tls_conn_feed(c->tls, data + fed, (size_t)res - fed);
 			if (n < 0) {
 				conn_mark_dead(c, "tls-error");
 				conn_release_maybe(c);
@@ -396,13 +430,13 @@ static void recv_done(struct loop_op *op, int res, uint32_t flags)
 			}
 			if (!progress) {
 				/* c->in is full: keep the rest for later. */
-				buf_append(&c->tls_backlog, c->rbuf + fed, (size_t)res - fed);
+				buf_append(&c->tls_backlog, data + fed, (size_t)res - fed);
 				break;
 			}
 		}
 		conn_flush(c);	/* handshake bytes */
 	} else {
-		if (!buf_append(c->cin != NULL ? &c->zraw : &c->in, c->rbuf, (size_t)res)) {
+		if (!buf_append(c->cin != NULL ? &c->zraw : &c->in, data, (size_t)res)) {
 			/* cannot happen: we only recv when there is room */
 			conn_mark_dead(c, "input-overflow");
 			conn_release_maybe(c);
@@ -425,12 +459,16 @@ static void conn_recv_start(struct conn *c)
 	/* Back-pressure: stop reading while the unparsed input is large. */
 	if (buf_used(&c->in) + CONN_RBUF_SIZE > CONN_IN_MAX)
 		return;
-	if (c->rbuf == NULL) {
-		c->rbuf = xmalloc(CONN_RBUF_SIZE);
-		c->rbuf_size = CONN_RBUF_SIZE;
-	}
 	struct io_uring_sqe *sqe = loop_get_sqe(c->w->loop);
-	io_uring_prep_recv(sqe, c->fd, c->rbuf, c->rbuf_size, 0);
+	if (loop_bufs_enabled(c->w->loop)) {
+		loop_prep_recv_provided(c->w->loop, sqe, c->fd);
+	} else {
+		if (c->rbuf == NULL) {
+			c->rbuf = xmalloc(CONN_RBUF_SIZE);
+			c->rbuf_size = CONN_RBUF_SIZE;
+		}
+		io_uring_prep_recv(sqe, c->fd, c->rbuf, c->rbuf_size, 0);
+	}
 	loop_op_set(sqe, &c->recv_op, recv_done);
 	c->recv_inflight = true;
 }
@@ -450,7 +488,7 @@ static void conn_free_literals(struct conn *c)
 static void conn_release_maybe(struct conn *c)
 {
 	if (!c->dead || c->recv_inflight || c->send_inflight || c->cancel_inflight ||
-	    c->task != NULL || c->poll_running)
+	    c->task != NULL || c->poll_running || c->recv_retry_pending)
 		return;
 	struct loop *l = c->w->loop;
 	loop_timer_stop(l, &c->keepalive_timer);
@@ -481,6 +519,13 @@ static void conn_release_maybe(struct conn *c)
 
 /* ---- commands ---- */
 
+struct arena *conn_arena(struct conn *c)
+{
+	if (c->cmd_arena == NULL)
+		c->cmd_arena = arena_create(4096);
+	return c->cmd_arena;
+}
+
 static void command_finished(void *arg);
 
 static void command_task(void *arg)
@@ -497,7 +542,13 @@ static void command_finished(void *arg)
 	c->cmd = NULL;
 	c->wait = CONN_WAIT_NONE;
 	conn_free_literals(c);
-	arena_reset(c->cmd_arena);
+	if (c->idling) {
+		/* An idle connection keeps no per-command memory. */
+		arena_destroy(&c->cmd_arena);
+		imap_parser_trim(c->parser);
+	} else if (c->cmd_arena != NULL) {
+		arena_reset(c->cmd_arena);
+	}
 	if (c->dead) {
 		conn_release_maybe(c);
 		return;
@@ -514,6 +565,7 @@ static void command_finished(void *arg)
 
 static void conn_start_command(struct conn *c, struct imap_cmd *cmd)
 {
+	conn_arena(c);
 	c->cmd = cmd;
 	c->task = task_spawn(c->w->loop, command_task, c);
 }
@@ -540,7 +592,7 @@ static bool take_line(struct conn *c, size_t max, struct kstr *line_r, bool *too
 	size_t l = len;
 	if (l > 0 && p[l - 1] == '\r')
 		l--;
-	*line_r = arena_kstr(c->cmd_arena, kstr_make(p, l));
+	*line_r = arena_kstr(conn_arena(c), kstr_make(p, l));
 	buf_consume(&c->in, len + 1);
 	return true;
 }
@@ -745,7 +797,7 @@ static void conn_process(struct conn *c)
 				break;
 			}
 			idle_end(c, kstr_eq_ci(line, "DONE"));
-			arena_reset(c->cmd_arena);
+			arena_reset(conn_arena(c));
 			continue;
 		}
 		if (c->lit_remaining > 0) {

@@ -161,12 +161,34 @@ static bool lit_absurd(const struct imap_parser *p, uint64_t size)
 	return size > lim;
 }
 
+static void cmd_reset(struct imap_parser *p);
+
+/* The command arena, created at first use so that an idle connection
+ * (see imap_parser_trim) holds none. */
+static struct arena *parser_arena(struct imap_parser *p)
+{
+	if (p->arena == NULL)
+		p->arena = arena_create(4096);
+	return p->arena;
+}
+
+void imap_parser_trim(struct imap_parser *p)
+{
+	if (p->state != PS_IDLE)
+		return;
+	cmd_reset(p);
+	arena_destroy(&p->arena);
+	free(p->tok);
+	p->tok = NULL;
+	p->tok_cap = 0;
+	p->tok_len = 0;
+}
+
 struct imap_parser *imap_parser_create(const struct imap_parser_limits *lim)
 {
 	struct imap_parser *p = xcalloc(1, sizeof(*p));
 	p->lim = *lim;
 	p->next_lim = *lim;
-	p->arena = arena_create(4096);
 	p->state = PS_IDLE;
 	p->frames_cap = 0;
 	xgrow((void **)&p->frames, &p->frames_cap, 1, sizeof(*p->frames));
@@ -198,7 +220,8 @@ void imap_parser_set_limits(struct imap_parser *p,
  * so one huge command does not pin memory for the connection's life. */
 static void cmd_reset(struct imap_parser *p)
 {
-	arena_reset(p->arena);
+	if (p->arena != NULL)
+		arena_reset(p->arena);
 	for (size_t i = 0; i < p->frames_cap; i++) {
 		struct frame *f = &p->frames[i];
 		f->count = 0;
@@ -258,7 +281,7 @@ static void tok_push(struct imap_parser *p, uint8_t c)
 
 static struct kstr tok_take(struct imap_parser *p)
 {
-	struct kstr s = arena_kstr(p->arena, kstr_make(p->tok, p->tok_len));
+	struct kstr s = arena_kstr(parser_arena(p), kstr_make(p->tok, p->tok_len));
 	p->tok_len = 0;
 	return s;
 }
@@ -370,7 +393,7 @@ static enum imap_parse_rc finish_command(struct imap_parser *p,
 	cmd->tag = p->tag;
 	cmd->name = p->name;
 	cmd->nargs = f->count;
-	cmd->args = arena_alloc(p->arena, (f->count + 1) * sizeof(*cmd->args));
+	cmd->args = arena_alloc(parser_arena(p), (f->count + 1) * sizeof(*cmd->args));
 	if (f->count > 0)
 		memcpy(cmd->args, f->items, f->count * sizeof(*cmd->args));
 	*cmd_r = cmd;
@@ -401,7 +424,7 @@ static bool arg_begin(struct imap_parser *p)
 static void list_close(struct imap_parser *p)
 {
 	struct frame *f = &p->frames[p->depth];
-	struct imap_arg *items = arena_alloc(p->arena,
+	struct imap_arg *items = arena_alloc(parser_arena(p),
 					     (f->count + 1) * sizeof(*items));
 	size_t n = f->count;
 
@@ -453,7 +476,7 @@ static enum imap_parse_rc literal_begin(struct imap_parser *p, uint64_t *len_r)
 		return bad(p, "[TOOBIG] Literal too large", '\n');
 	}
 	p->lit_total += size;
-	p->lit_data = arena_alloc(p->arena, (size_t)size + 1);
+	p->lit_data = arena_alloc(parser_arena(p), (size_t)size + 1);
 	p->lit_data[size] = '\0';
 	p->lit_left = size;
 	if (size == 0)
@@ -920,7 +943,7 @@ const struct imap_cmd *imap_parser_partial(struct imap_parser *p)
 
 size_t imap_parser_mem_used(const struct imap_parser *p)
 {
-	size_t n = arena_used(p->arena) + p->tok_len;
+	size_t n = (p->arena != NULL ? arena_used(p->arena) : 0) + p->tok_len;
 	for (size_t i = 0; i <= p->depth && i < p->frames_cap; i++)
 		n += p->frames[i].count * sizeof(struct imap_arg);
 	return n;

@@ -157,6 +157,9 @@ const char *imap_parser_error(const struct imap_parser *p);
 struct kstr imap_parser_bad_tag(const struct imap_parser *p);
 /* Drops any partial command. */
 void imap_parser_reset(struct imap_parser *p);
+/* Between commands: frees the parser's per-command memory (it is
+ * allocated again at the next command). For idle connections. */
+void imap_parser_trim(struct imap_parser *p);
 /* Bytes the parser holds for the current command (for budgets). */
 size_t imap_parser_mem_used(const struct imap_parser *p);
 

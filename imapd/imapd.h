@@ -107,7 +107,7 @@ struct conn {
 	bool implicit_tls;
 
 	struct loop_op recv_op, send_op, cancel_op;
-	bool recv_inflight, send_inflight, cancel_inflight;
+	bool recv_inflight, send_inflight, cancel_inflight, recv_retry_pending;
 	uint8_t *rbuf;
 	size_t rbuf_size;
 
@@ -179,6 +179,8 @@ bool conn_flush_wait(struct conn *c, size_t low);
 /* In a task: reads one line from the client (without CRLF), at most
  * max bytes. Returns 0, or -1 if the connection closed / line too long. */
 int conn_read_line(struct conn *c, size_t max, struct kstr *line_r);
+/* The command arena, created on first use (idle connections hold none). */
+struct arena *conn_arena(struct conn *c);
 /* Drops the connection now (shutdown): pending output is lost. */
 void conn_abort(struct conn *c);
 /* Marks the connection to close after the output is sent. */

@@ -100,6 +100,12 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	loop_set_current(w->loop);
+	/* Receives pick a buffer when data arrives: idle connections hold
+	 * none. Without kernel support each connection keeps its own. */
+	int ret = loop_bufs_init(w->loop, 1024, 4096);
+	if (ret < 0)
+		log_warn("event=provided-buffers-unavailable worker=%u error=\"%s\"", w->id,
+			 strerror(-ret));
 	for (unsigned i = 0; i < w->nsocks; i++)
 		accept_arm(&w->socks[i]);
 	loop_run(w->loop);

@@ -14,10 +14,14 @@
 #define ROOT 0
 /* Ancestor steps all loop checks of one command may take before each
  * check is cut to WALK_MIN steps. */
-#define WALK_BUDGET 50000000u
+#define WALK_BUDGET 20000000u
 #define WALK_MIN 64
 /* Comment nesting inside a msg-id before it is taken as garbage. */
 #define ID_MAX_COMMENT_DEPTH 32
+/* What a distinct ID costs beyond its bytes (table entry at half load,
+ * node), and a reference, for THREAD_MAX_REFS_MEMORY. */
+#define ID_COST 128
+#define REF_COST 8
 
 int thread_parse_algorithm(struct kstr name, enum thread_alg *alg_r)
 {
@@ -32,8 +36,8 @@ int thread_parse_algorithm(struct kstr name, enum thread_alg *alg_r)
 	return KURA_EINVAL;
 }
 
-/* Bytes [off, off+len) of a pool; len 0: none (no valid ID or subject
- * is empty). Offsets because pools move while they grow. */
+/* Bytes [off, off+len) of a pool; len 0: none (no valid ID, or an empty
+ * subject). Offsets, because pools move while they grow. */
 struct idref {
 	size_t off, len;
 };
@@ -44,7 +48,7 @@ struct tmsg {
 	struct idref subj;	/* collation key of the base subject */
 	size_t subj_id;		/* NONE: empty base subject */
 	bool is_reply;
-	struct idref msgid, irt;
+	struct idref irt;	/* first In-Reply-To ID, in irtpool */
 	size_t ref0, nrefs;	/* its references: refs[ref0, ref0+nrefs) */
 	size_t node;
 };
@@ -60,18 +64,32 @@ struct skey {
 	size_t node;
 };
 
+/* Interned IDs: open addressing over a keyed hash, so that crafted IDs
+ * cannot pile up in one chain (the result does not depend on the key). */
+struct ident {
+	uint64_t hash;
+	size_t node;		/* NONE: free slot */
+	struct idref id;	/* in idpool */
+};
+
 struct tctx {
 	struct tmsg *msgs;
 	size_t n;
-	struct buf subjpool, idpool, tmp;
-	struct idref *refs;
+	struct buf subjpool, idpool, irtpool;
+	size_t *refs;		/* container node of each reference */
 	size_t nrefs, refs_cap;
-	uint64_t ref_bytes;
+	uint64_t mem;		/* for THREAD_MAX_REFS_MEMORY */
+	struct ident *tab;
+	size_t tab_cap, tab_count;
+	uint64_t seed;
 	struct tnode *nodes;
 	size_t nnodes, nodes_cap;
 	uint64_t walk_budget;
 	struct skey *skeys;
 	size_t skeys_cap;
+	/* the last THREAD_MAX_REFS IDs of one References value */
+	uint8_t (*ring)[THREAD_MAX_ID];
+	size_t ring_len[THREAD_MAX_REFS];
 	uint8_t last_out;	/* last byte written to out */
 };
 
@@ -94,32 +112,24 @@ static int cmp_bytes(struct kstr a, struct kstr b)
 
 /* ---- Message IDs ---- */
 
-static bool id_add(struct buf *out, uint8_t c, bool *too_long)
-{
-	if (out->len >= THREAD_MAX_ID) {
-		*too_long = true;
-		return true;
-	}
-	return buf_append(out, &c, 1);
-}
-
-/* The next valid msg-id in v from *pos, normalised into out (which is
- * reset); false when there is none. Every failed attempt resumes where
- * it stopped, and a quote or comment left open at the end ends the
- * search, so a value is scanned in linear time whatever it holds. */
-static bool next_msgid(struct kstr v, size_t *pos, struct buf *out)
+/* The next valid msg-id in v from *pos, normalised into id[0..*len_r)
+ * (id holds THREAD_MAX_ID bytes); false when there is none. Every failed
+ * attempt resumes where it stopped, and a quote or comment left open at
+ * the end ends the search, so a value is scanned in linear time whatever
+ * it holds. */
+static bool next_msgid(struct kstr v, size_t *pos, uint8_t *id,
+		       size_t *len_r)
 {
 	size_t i = *pos;
 
 	while (i < v.len) {
 		const uint8_t *lt = memchr(v.p + i, '<', v.len - i);
 		bool too_long = false, closed = false;
-		size_t at = NONE;
+		size_t at = NONE, n = 0;
 
 		if (lt == NULL)
 			break;
 		i = (size_t)(lt - v.p) + 1;
-		buf_reset(out);
 		while (i < v.len && !closed) {
 			uint8_t c = v.p[i];
 			if (c == '>') {
@@ -154,7 +164,10 @@ static bool next_msgid(struct kstr v, size_t *pos, struct buf *out)
 				while (i < v.len && v.p[i] != '"') {
 					if (v.p[i] == '\\' && i + 1 < v.len)
 						i++;
-					id_add(out, v.p[i], &too_long);
+					if (n < THREAD_MAX_ID)
+						id[n++] = v.p[i];
+					else
+						too_long = true;
 					i++;
 				}
 				if (i >= v.len) {
@@ -164,8 +177,11 @@ static bool next_msgid(struct kstr v, size_t *pos, struct buf *out)
 				i++;
 			} else {
 				if (c == '@' && at == NONE)
-					at = out->len;
-				id_add(out, c, &too_long);
+					at = n;
+				if (n < THREAD_MAX_ID)
+					id[n++] = c;
+				else
+					too_long = true;
 				i++;
 			}
 		}
@@ -174,77 +190,14 @@ static bool next_msgid(struct kstr v, size_t *pos, struct buf *out)
 				break;
 			continue;	/* at the '<' that broke this one */
 		}
-		if (!too_long && at != NONE && at > 0 && out->len > at + 1) {
+		if (!too_long && at != NONE && at > 0 && n > at + 1) {
 			*pos = i;
+			*len_r = n;
 			return true;
 		}
 	}
 	*pos = v.len;
 	return false;
-}
-
-static struct idref id_store(struct buf *pool, const struct buf *id)
-{
-	struct idref r = { pool->len, id->len };
-
-	buf_append(pool, id->data, id->len);
-	return r;
-}
-
-static struct idref first_msgid(struct tctx *t, struct kstr v)
-{
-	size_t pos = 0;
-
-	if (v.p == NULL || !next_msgid(v, &pos, &t->tmp))
-		return (struct idref){ 0, 0 };
-	return id_store(&t->idpool, &t->tmp);
-}
-
-static void refs_push(struct tctx *t, struct idref r)
-{
-	if (t->nrefs == t->refs_cap)
-		xgrow((void **)&t->refs, &t->refs_cap, t->nrefs + 1,
-		      sizeof(*t->refs));
-	t->refs[t->nrefs++] = r;
-}
-
-/* Message i's references: the IDs of its References value, else the
- * first ID of In-Reply-To (RFC 5256 3). */
-static void collect_refs(struct tctx *t, size_t i, struct kstr v)
-{
-	struct tmsg *m = &t->msgs[i];
-	struct idref ring[THREAD_MAX_REFS];
-	struct buf ids;
-	size_t pos = 0, count = 0;
-
-	m->ref0 = t->nrefs;
-	m->nrefs = 0;
-	if (v.p != NULL && v.len > THREAD_MAX_REFS_BYTES) {
-		v.p += v.len - THREAD_MAX_REFS_BYTES;
-		v.len = THREAD_MAX_REFS_BYTES;
-	}
-	buf_init(&ids, 0);
-	while (v.p != NULL && next_msgid(v, &pos, &t->tmp)) {
-		ring[count % THREAD_MAX_REFS] = id_store(&ids, &t->tmp);
-		count++;
-	}
-	if (count > 0) {
-		size_t keep = KURA_MIN(count, (size_t)THREAD_MAX_REFS);
-		if (t->ref_bytes > THREAD_MAX_TOTAL_REFS_BYTES)
-			keep = 1;
-		for (size_t k = count - keep; k < count; k++) {
-			struct idref r = ring[k % THREAD_MAX_REFS];
-			struct idref s = { t->idpool.len, r.len };
-			buf_append(&t->idpool, ids.data + r.off, r.len);
-			t->ref_bytes += r.len;
-			refs_push(t, s);
-		}
-		m->nrefs = keep;
-	} else if (m->irt.len > 0) {
-		refs_push(t, m->irt);
-		m->nrefs = 1;
-	}
-	buf_deinit(&ids);
 }
 
 /* ---- Nodes ---- */
@@ -295,6 +248,120 @@ static void node_append(struct tctx *t, size_t p, size_t x)
 	else
 		pn->first = x;
 	pn->last = x;
+}
+
+/* Keyed hash of an ID; each step is a bijection of the state, so two
+ * different IDs collide only for particular keys, which a sender cannot
+ * know. */
+static uint64_t id_hash(uint64_t seed, const uint8_t *p, size_t len)
+{
+	uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15ull);
+	uint64_t w;
+
+	while (len >= 8) {
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+		h ^= h >> 31;
+		p += 8;
+		len -= 8;
+	}
+	w = 0;
+	if (len > 0)
+		memcpy(&w, p, len);
+	h = (h ^ w) * 0x94d049bb133111ebull;
+	h ^= h >> 29;
+	h *= 0xd6e8feb86659fd93ull;
+	h ^= h >> 32;
+	return h;
+}
+
+static void tab_grow(struct tctx *t)
+{
+	size_t cap = t->tab_cap == 0 ? 1024 : t->tab_cap * 2;
+	struct ident *tab = xmalloc(cap * sizeof(*tab));
+
+	for (size_t i = 0; i < cap; i++)
+		tab[i].node = NONE;
+	for (size_t i = 0; i < t->tab_cap; i++) {
+		if (t->tab[i].node == NONE)
+			continue;
+		size_t j = t->tab[i].hash & (cap - 1);
+		while (tab[j].node != NONE)
+			j = (j + 1) & (cap - 1);
+		tab[j] = t->tab[i];
+	}
+	free(t->tab);
+	t->tab = tab;
+	t->tab_cap = cap;
+}
+
+/* The container node of an ID, created (a dummy) on first sight. p must
+ * not point into idpool. */
+static size_t intern(struct tctx *t, const uint8_t *p, size_t len)
+{
+	uint64_t h = id_hash(t->seed, p, len);
+
+	if ((t->tab_count + 1) * 2 > t->tab_cap)
+		tab_grow(t);
+	size_t i = h & (t->tab_cap - 1);
+	while (t->tab[i].node != NONE) {
+		const struct ident *e = &t->tab[i];
+		if (e->hash == h && e->id.len == len &&
+		    memcmp(t->idpool.data + e->id.off, p, len) == 0)
+			return e->node;
+		i = (i + 1) & (t->tab_cap - 1);
+	}
+	struct ident *e = &t->tab[i];
+	e->hash = h;
+	e->id = (struct idref){ t->idpool.len, len };
+	buf_append(&t->idpool, p, len);
+	e->node = node_new(t, NONE);
+	t->tab_count++;
+	t->mem += len + ID_COST;
+	return e->node;
+}
+
+static void refs_push(struct tctx *t, size_t node)
+{
+	if (t->nrefs == t->refs_cap)
+		xgrow((void **)&t->refs, &t->refs_cap, t->nrefs + 1,
+		      sizeof(*t->refs));
+	t->refs[t->nrefs++] = node;
+	t->mem += REF_COST;
+}
+
+/* Message i's references: the IDs of its References value, else the
+ * first ID of In-Reply-To (RFC 5256 3). */
+static void collect_refs(struct tctx *t, size_t i, struct kstr v)
+{
+	struct tmsg *m = &t->msgs[i];
+	size_t pos = 0, count = 0, len;
+
+	m->ref0 = t->nrefs;
+	m->nrefs = 0;
+	if (v.p != NULL && v.len > THREAD_MAX_REFS_BYTES) {
+		v.p += v.len - THREAD_MAX_REFS_BYTES;
+		v.len = THREAD_MAX_REFS_BYTES;
+	}
+	while (v.p != NULL &&
+	       next_msgid(v, &pos, t->ring[count % THREAD_MAX_REFS], &len)) {
+		t->ring_len[count % THREAD_MAX_REFS] = len;
+		count++;
+	}
+	if (count > 0) {
+		size_t keep = KURA_MIN(count, (size_t)THREAD_MAX_REFS);
+		if (t->mem > THREAD_MAX_REFS_MEMORY)
+			keep = 1;
+		for (size_t k = count - keep; k < count; k++) {
+			size_t r = k % THREAD_MAX_REFS;
+			refs_push(t, intern(t, t->ring[r], t->ring_len[r]));
+		}
+		m->nrefs = keep;
+	} else if (m->irt.len > 0) {
+		refs_push(t, intern(t, t->irtpool.data + m->irt.off,
+				    m->irt.len));
+		m->nrefs = 1;
+	}
 }
 
 /* Whether making p the parent of c would close a loop: p is c or a
@@ -522,69 +589,15 @@ static size_t number_subjects(struct tctx *t)
 	return k > 0 ? nsubj + 1 : 0;
 }
 
-struct idslot {
-	struct idref r;
-	size_t *dest;
-};
-
-static int cmp_idslot(const void *pa, const void *pb, void *pctx)
-{
-	const struct buf *pool = pctx;
-	const struct idslot *a = pa, *b = pb;
-
-	return cmp_bytes(pool_view(pool, a->r), pool_view(pool, b->r));
-}
-
-/* Gives every distinct ID (message IDs and references) a container node
- * 1..U, and every message its node (RFC 5256 step 1.A: a duplicate or
- * missing Message-ID gets a unique one, the ID's container goes to the
- * first message in sequence order). *refnode_r[j] is refs[j]'s node. */
-static size_t *assign_containers(struct tctx *t)
-{
-	size_t nslots = 0;
-	size_t *msgid_node = xmalloc((t->n + 1) * sizeof(size_t));
-	size_t *ref_node = xmalloc((t->nrefs + 1) * sizeof(size_t));
-	struct idslot *slots = xmalloc((t->n + t->nrefs + 1) * sizeof(*slots));
-
-	for (size_t i = 0; i < t->n; i++) {
-		msgid_node[i] = NONE;
-		if (t->msgs[i].msgid.len > 0)
-			slots[nslots++] = (struct idslot){ t->msgs[i].msgid,
-							   &msgid_node[i] };
-	}
-	for (size_t j = 0; j < t->nrefs; j++)
-		slots[nslots++] = (struct idslot){ t->refs[j], &ref_node[j] };
-	qsort_r(slots, nslots, sizeof(*slots), cmp_idslot, &t->idpool);
-	size_t cur = NONE;
-	for (size_t k = 0; k < nslots; k++) {
-		if (k == 0 || cmp_idslot(&slots[k - 1], &slots[k],
-					 &t->idpool) != 0)
-			cur = node_new(t, NONE);
-		*slots[k].dest = cur;
-	}
-	free(slots);
-	for (size_t i = 0; i < t->n; i++) {
-		size_t x = msgid_node[i];
-		if (x != NONE && t->nodes[x].msg == NONE) {
-			t->nodes[x].msg = i;
-			t->msgs[i].node = x;
-		} else {
-			t->msgs[i].node = node_new(t, i);
-		}
-	}
-	free(msgid_node);
-	return ref_node;
-}
-
 /* Step 1: parent/child links from the references. */
-static void link_references(struct tctx *t, const size_t *ref_node)
+static void link_references(struct tctx *t)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		const struct tmsg *m = &t->msgs[i];
 		size_t cur = m->node, prev = NONE;
 
 		for (size_t j = 0; j < m->nrefs; j++) {
-			size_t r = ref_node[m->ref0 + j];
+			size_t r = t->refs[m->ref0 + j];
 			if (prev != NONE && t->nodes[r].parent == NONE &&
 			    !would_loop(t, prev, r))
 				node_append(t, prev, r);
@@ -720,9 +733,9 @@ static void merge_subjects(struct tctx *t, size_t nsubj)
 	free(table);
 }
 
-static void references(struct tctx *t, const size_t *ref_node)
+static void references(struct tctx *t)
 {
-	link_references(t, ref_node);
+	link_references(t);
 	/* Step 2 */
 	for (size_t x = 1; x < t->nnodes; x++) {
 		if (t->nodes[x].parent == NONE)
@@ -800,8 +813,28 @@ static void load_messages(struct tctx *t, enum thread_alg alg,
 		sort_subject_key(env.subject, &t->subjpool, &m->is_reply);
 		m->subj = (struct idref){ off, t->subjpool.len - off };
 		if (alg == THREAD_REFERENCES) {
-			m->msgid = first_msgid(t, env.message_id);
-			m->irt = first_msgid(t, env.in_reply_to);
+			size_t pos = 0, len;
+			uint8_t *id = t->ring[0];
+			/* Step 1.A: the first message with an ID owns its
+			 * container; a later one, or one without an ID, gets a
+			 * unique container. */
+			m->node = NONE;
+			if (env.message_id.p != NULL &&
+			    next_msgid(env.message_id, &pos, id, &len)) {
+				size_t x = intern(t, id, len);
+				if (t->nodes[x].msg == NONE) {
+					t->nodes[x].msg = i;
+					m->node = x;
+				}
+			}
+			if (m->node == NONE)
+				m->node = node_new(t, i);
+			pos = 0;
+			if (env.in_reply_to.p != NULL &&
+			    next_msgid(env.in_reply_to, &pos, id, &len)) {
+				m->irt = (struct idref){ t->irtpool.len, len };
+				buf_append(&t->irtpool, id, len);
+			}
 		}
 		arena_reset(a);
 	}
@@ -814,9 +847,11 @@ static void tctx_free(struct tctx *t)
 	free(t->refs);
 	free(t->nodes);
 	free(t->skeys);
+	free(t->tab);
+	free(t->ring);
 	buf_deinit(&t->subjpool);
 	buf_deinit(&t->idpool);
-	buf_deinit(&t->tmp);
+	buf_deinit(&t->irtpool);
 }
 
 int thread_build(enum thread_alg alg, const struct mailbox *mb,
@@ -827,7 +862,6 @@ int thread_build(enum thread_alg alg, const struct mailbox *mb,
 {
 	struct tctx t;
 	struct upair *pairs;
-	size_t *ref_node = NULL;
 	int ret = 0;
 
 	if (n == 0)
@@ -835,8 +869,11 @@ int thread_build(enum thread_alg alg, const struct mailbox *mb,
 	memset(&t, 0, sizeof(t));
 	buf_init(&t.subjpool, 0);
 	buf_init(&t.idpool, 0);
-	buf_init(&t.tmp, 0);
+	buf_init(&t.irtpool, 0);
 	t.walk_budget = WALK_BUDGET;
+	t.ring = xmalloc(THREAD_MAX_REFS * sizeof(*t.ring));
+	random_bytes(&t.seed, sizeof(t.seed));
+	node_new(&t, NONE);	/* ROOT */
 
 	pairs = xmalloc(n * sizeof(*pairs));
 	for (size_t i = 0; i < n; i++) {
@@ -853,7 +890,6 @@ int thread_build(enum thread_alg alg, const struct mailbox *mb,
 	free(pairs);
 	mb = NULL;
 
-	node_new(&t, NONE);	/* ROOT */
 	if (alg == THREAD_ORDEREDSUBJECT) {
 		ordered_subject(&t);
 	} else {
@@ -866,12 +902,10 @@ int thread_build(enum thread_alg alg, const struct mailbox *mb,
 			}
 			collect_refs(&t, i, refs);
 		}
-		ref_node = assign_containers(&t);
-		references(&t, ref_node);
+		references(&t);
 	}
 	ret = write_threads(&t, out);
 out:
-	free(ref_node);
 	tctx_free(&t);
 	return ret;
 }

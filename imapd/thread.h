@@ -17,9 +17,9 @@
  *   Comparisons are case-sensitive (RFC 5256).
  * - From References, at most the last THREAD_MAX_REFS valid IDs of the
  *   last THREAD_MAX_REFS_BYTES bytes are used (the nearest ancestors).
- *   Once THREAD_MAX_TOTAL_REFS_BYTES of reference IDs are held for one
- *   command, later messages keep only their last reference (the parent),
- *   so a mailbox of hostile messages costs bounded memory.
+ *   Once about THREAD_MAX_REFS_MEMORY bytes are held for the IDs and
+ *   references of one command, later messages keep only their last
+ *   reference (the parent), so hostile messages cost bounded memory.
  * - The loop check of steps 1.A/1.B walks up at most THREAD_MAX_WALK
  *   ancestors (fewer once a per-command budget is spent); a link whose
  *   check cannot finish is not made, as if it would close a loop.
@@ -44,7 +44,7 @@
 #define THREAD_MAX_ID 1024
 #define THREAD_MAX_REFS 100
 #define THREAD_MAX_REFS_BYTES 65536
-#define THREAD_MAX_TOTAL_REFS_BYTES (64u << 20)
+#define THREAD_MAX_REFS_MEMORY (64u << 20)
 #define THREAD_MAX_WALK 10000
 
 enum thread_alg {

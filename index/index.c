@@ -277,6 +277,7 @@ void account_state_clear(struct account *a)
 	a->last_uidvalidity = 0;
 	a->snap_seq = 0;
 	a->snap_good = 0;
+	index_trash_clear(a);
 }
 
 static void account_free(struct account *a)
@@ -320,6 +321,35 @@ static struct account *account_new(struct index_thread *ts, const char *user)
 	ts->tab[b] = a;
 	ts->count++;
 	return a;
+}
+
+char *index_user_prefix(const char *user)
+{
+	char esc[INDEX_MAX_USER * 3 + 1];
+	char prefix[sizeof(esc) + 16];
+	index_user_escape(user, esc, sizeof(esc));
+	snprintf(prefix, sizeof(prefix), "u/%02x/%s/",
+		 (unsigned)(hash64(user, strlen(user)) & 0xff), esc);
+	return xstrdup(prefix);
+}
+
+struct account *index_account_scratch(struct index *idx, const char *user)
+{
+	struct account *a = xcalloc(1, sizeof(*a));
+	a->idx = idx;
+	a->user = xstrdup(user);
+	a->prefix = index_user_prefix(user);
+	a->next_mailbox_id = 1;
+	a->refs = 1;
+	return a;
+}
+
+void index_account_scratch_free(struct account **ap)
+{
+	struct account *a = *ap;
+	*ap = NULL;
+	if (a != NULL)
+		account_free(a);
 }
 
 int index_account_get(struct index *idx, const char *user,

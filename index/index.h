@@ -305,4 +305,112 @@ uint32_t index_flag_from_name(struct kstr name);
 void index_flags_write(struct buf *out, const struct mailbox *mb,
 		       const struct index_msg *m, bool recent);
 
+/* ---- Lazy expunge and the sweeper (index/index_sweep.c) ----
+ *
+ * Expunged messages (and the messages of a deleted mailbox) stay in the
+ * store for a retention period: the account state keeps a list of them
+ * (guid, mailbox, UID, expunge time, subject, ...) until the sweeper
+ * purges it. The sweeper is just another node: it works through the
+ * normal commit protocol and deletes only what no node can need any
+ * more (the reasoning is at the top of index_sweep.c and in
+ * docs/formats.md). All of these may suspend; outside a task they block
+ * (kura-ctl). None of them creates an account: a user without objects
+ * in the store gets KURA_ENOTFOUND. */
+
+struct index_sweep_settings {
+	/* Wall clock (Unix seconds) every age is measured against; 0 = the
+	 * real clock. Tests move it forward. */
+	int64_t now;
+	/* Expunged messages are kept at least this long. */
+	int64_t retention_sec;
+	/* Unreferenced message objects (failed or interrupted APPENDs) are
+	 * kept this long; must exceed the longest APPEND (object PUT to log
+	 * entry). */
+	int64_t orphan_grace_sec;
+	/* Log entries and snapshots younger than this are kept; must be far
+	 * longer than INDEX_HINT_CHECK_SEC (60 s) plus clock skew. */
+	int64_t log_grace_sec;
+	/* Log entries kept at and below the newest snapshot (at least 1). */
+	unsigned keep_entries;
+	/* Newest complete snapshots kept (at least 1). */
+	unsigned keep_snapshots;
+	/* Count what would be deleted, delete nothing, commit nothing. */
+	bool dry_run;
+};
+
+#define INDEX_SWEEP_RETENTION_DEFAULT (7 * 86400)
+#define INDEX_SWEEP_ORPHAN_GRACE_DEFAULT 86400
+#define INDEX_SWEEP_LOG_GRACE_DEFAULT 3600
+#define INDEX_SWEEP_KEEP_ENTRIES_DEFAULT 100
+#define INDEX_SWEEP_KEEP_SNAPSHOTS_DEFAULT 2
+
+/* Fills the defaults above (now = 0, dry_run = false). */
+void index_sweep_settings_init(struct index_sweep_settings *set);
+
+struct index_sweep_stats {
+	uint64_t log_deleted;		/* log entries */
+	uint64_t snapshots_deleted;	/* snapshots (seqs) removed */
+	uint64_t snap_objects_deleted;	/* their objects */
+	uint64_t expunged_deleted;	/* message objects past retention */
+	uint64_t expunged_kept;		/* expunged messages within retention */
+	uint64_t records_purged;	/* expunged-list guids dropped */
+	uint64_t orphans_deleted;	/* unreferenced objects past grace */
+	uint64_t bytes_freed;		/* message bytes deleted */
+	uint64_t snapshot_seq;		/* newest snapshot that loads (0: none) */
+};
+
+/* Sweeps one user (set NULL: defaults): purges expunged-list records
+ * past retention and deletes their message objects when no mailbox
+ * references them, deletes unreferenced objects past the orphan grace,
+ * snapshots beyond the newest keep_snapshots (keeping every object a kept
+ * snapshot references), and log entries at or below the newest snapshot
+ * minus keep_entries that are older than log_grace. *st is filled (also
+ * on error: what was done). Returns 0, KURA_ENOTFOUND (no such user),
+ * KURA_EINVAL (bad user name), KURA_EUNAVAIL, KURA_ECORRUPT. */
+int index_sweep_user(struct index *idx, const char *user,
+		     const struct index_sweep_settings *set,
+		     struct index_sweep_stats *st, const char **error_r);
+
+/* Every user with objects in the store (names unescaped), sorted by
+ * their keys; *users_r is malloc'ed, each name too (free with
+ * index_users_free). One LIST request per user. */
+int index_users_list(struct index *idx, char ***users_r, size_t *count_r,
+		     const char **error_r);
+void index_users_free(char **users, size_t count);
+
+struct index_expunged_msg {
+	uint8_t guid[INDEX_GUID_LEN];
+	char *mailbox;		/* name of the mailbox it was expunged from */
+	uint64_t mailbox_id;
+	uint32_t uid;		/* its UID there */
+	uint32_t flags;
+	uint64_t size;
+	int64_t internaldate;
+	int64_t expunged;	/* Unix time of the expunge */
+	char *subject;		/* raw ENVELOPE subject, or NULL */
+};
+
+/* The expunged messages of user still within retention (set NULL:
+ * defaults), oldest first; a message that a mailbox references again
+ * (MOVE, or restored) is left out. *list_r is malloc'ed (free with
+ * index_expunged_list_free). */
+int index_expunged_list(struct index *idx, const char *user,
+			const struct index_sweep_settings *set,
+			struct index_expunged_msg **list_r, size_t *count_r,
+			const char **error_r);
+void index_expunged_list_free(struct index_expunged_msg *list, size_t count);
+
+/* Appends the expunged message guid back as a new message (new UID,
+ * flags as when it was expunged minus \Deleted) through a normal
+ * transaction, into `mailbox` (wire name; must exist) or, when NULL,
+ * into the mailbox it came from (recreated under its old name when it
+ * was deleted). Works for every message still on the expunged list,
+ * also past retention until a sweep removes it. Returns 0 with the new
+ * UID, KURA_ENOTFOUND (not on the list any more, object gone, or no such
+ * mailbox / user), or the errors of index_txn_commit. */
+int index_expunged_restore(struct index *idx, const char *user,
+			   const uint8_t guid[INDEX_GUID_LEN],
+			   const char *mailbox, uint32_t *uidvalidity_r,
+			   uint32_t *uid_r, const char **error_r);
+
 #endif

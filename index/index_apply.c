@@ -23,6 +23,16 @@
  *       Messages of the set whose flags change get MODSEQ M; applying it
  *       again to the same state changes nothing more.
  *   {"op":"expunge","mb":I,"uids":"3,5","modseq":M}
+ *   {"op":"purge","guids":["<hex32>",...]}
+ *       The sweeper's: drops the expunged-list records of these guids
+ *       (no MODSEQ: nothing a client sees changes). Added in a
+ *       backward-compatible way: an older reader skips it.
+ *
+ * Lazy expunge: applying "expunge", and "delete" of a mailbox that
+ * holds messages, also adds a record per message to the account's
+ * expunged list (struct index_trash), with the entry's "time" as the
+ * expunge time. The list is derived from the state, so the format of
+ * those ops did not change.
  *
  * Flags are enum msg_flag bits; "kw" are keyword names (the bit a name
  * gets is per mailbox, assigned in order of first use). Every op with a
@@ -326,6 +336,8 @@ enum undo_kind {
 	UNDO_MSG_REMOVE,
 	UNDO_EXP_ADD,
 	UNDO_SUB,
+	UNDO_TRASH_ADD,
+	UNDO_TRASH_SET,
 };
 
 struct undo_flags {
@@ -364,6 +376,12 @@ struct undo_rec {
 			uint32_t *v;
 			size_t n;
 		} exp;
+		/* TRASH_ADD: the old count; TRASH_SET: the old list. */
+		struct {
+			struct index_trash *v;
+			size_t n, cap;
+			uint64_t last_change;
+		} trash;
 	} u;
 };
 
@@ -430,6 +448,13 @@ static void msgs_merge_back(struct mailbox *mb, const struct index_msg *v,
 			mb->msgs[--k] = v[--j];
 	}
 	mb->count += n;
+}
+
+static void trash_free_array(struct index_trash *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		index_trash_rec_free(&v[i]);
+	free(v);
 }
 
 static void undo_one(struct account *a, struct undo_rec *r)
@@ -500,6 +525,20 @@ static void undo_one(struct account *a, struct undo_rec *r)
 		}
 		break;
 	}
+	case UNDO_TRASH_ADD:
+		while (a->ntrash > r->u.trash.n)
+			index_trash_rec_free(&a->trash[--a->ntrash]);
+		a->trash_last_change = r->u.trash.last_change;
+		break;
+	case UNDO_TRASH_SET:
+		trash_free_array(a->trash, a->ntrash);
+		a->trash = r->u.trash.v;
+		a->ntrash = r->u.trash.n;
+		a->trash_cap = r->u.trash.cap;
+		a->trash_last_change = r->u.trash.last_change;
+		r->u.trash.v = NULL;
+		r->u.trash.n = 0;
+		break;
 	}
 }
 
@@ -526,6 +565,9 @@ static void undo_rec_release(struct undo_rec *r)
 		break;
 	case UNDO_EXP_ADD:
 		free(r->u.exp.v);
+		break;
+	case UNDO_TRASH_SET:
+		trash_free_array(r->u.trash.v, r->u.trash.n);
 		break;
 	default:
 		break;
@@ -643,6 +685,102 @@ static size_t msg_lower_bound(const struct mailbox *mb, uint32_t uid)
 	return lo;
 }
 
+/* ---- the trash (lazy expunge) ---- */
+
+void index_trash_rec_free(struct index_trash *t)
+{
+	free(t->mailbox);
+	free(t->keywords);
+	free(t->subject);
+	memset(t, 0, sizeof(*t));
+}
+
+void index_trash_clear(struct account *a)
+{
+	trash_free_array(a->trash, a->ntrash);
+	a->trash = NULL;
+	a->ntrash = a->trash_cap = 0;
+	a->trash_snap_ref = a->trash_last_change = 0;
+}
+
+ssize_t index_trash_find(const struct account *a,
+			 const uint8_t guid[INDEX_GUID_LEN])
+{
+	ssize_t best = -1;
+	for (size_t i = 0; i < a->ntrash; i++) {
+		if (memcmp(a->trash[i].guid, guid, INDEX_GUID_LEN) == 0 &&
+		    (best < 0 || a->trash[i].time >= a->trash[best].time))
+			best = (ssize_t)i;
+	}
+	return best;
+}
+
+/* "kw1 kw2" for the keyword bits of m, or NULL. */
+static char *keyword_names(const struct mailbox *mb, uint64_t bits)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (unsigned k = 0; k < mb->nkeywords; k++) {
+		if ((bits & ((uint64_t)1 << k)) == 0)
+			continue;
+		if (buf_used(&b) > 0)
+			buf_append(&b, " ", 1);
+		buf_append_str(&b, mb->keywords[k]);
+	}
+	if (buf_used(&b) == 0)
+		return NULL;
+	buf_append(&b, "", 1);
+	return (char *)b.data;
+}
+
+/* Records msgs [0, n) of mb as expunged at a->apply_time. */
+static void trash_add(struct account *a, const struct mailbox *mb,
+		      const struct index_msg *msgs, size_t n, uint64_t seq,
+		      struct undo *u)
+{
+	if (n == 0)
+		return;
+	if (u != NULL) {
+		struct undo_rec *r = undo_push(u, UNDO_TRASH_ADD, NULL);
+		r->u.trash.n = a->ntrash;
+		r->u.trash.last_change = a->trash_last_change;
+	}
+	xgrow((void **)&a->trash, &a->trash_cap, a->ntrash + n,
+	      sizeof(*a->trash));
+	for (size_t i = 0; i < n; i++) {
+		const struct index_msg *m = &msgs[i];
+		struct index_trash *t = &a->trash[a->ntrash++];
+		memset(t, 0, sizeof(*t));
+		memcpy(t->guid, m->guid, INDEX_GUID_LEN);
+		t->mbid = mb->id;
+		t->mailbox = xstrdup(mb->name);
+		t->uid = m->uid;
+		t->flags = m->flags;
+		t->size = m->size;
+		t->internaldate = m->internaldate;
+		t->idate_tz_min = m->idate_tz_min;
+		t->time = a->apply_time;
+		t->keywords = keyword_names(mb, m->keywords);
+		t->subject = index_envelope_subject(m->meta != NULL ?
+						    m->meta->envelope : NULL);
+	}
+	a->trash_last_change = seq;
+}
+
+static int guid_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, INDEX_GUID_LEN);
+}
+
+static struct index_trash trash_rec_dup(const struct index_trash *t)
+{
+	struct index_trash c = *t;
+	c.mailbox = t->mailbox != NULL ? xstrdup(t->mailbox) : NULL;
+	c.keywords = t->keywords != NULL ? xstrdup(t->keywords) : NULL;
+	c.subject = t->subject != NULL ? xstrdup(t->subject) : NULL;
+	return c;
+}
+
 /* ---- ops ---- */
 
 static void apply_create(struct account *a, json_t *op, uint64_t seq,
@@ -686,6 +824,7 @@ static void apply_delete(struct account *a, json_t *op, uint64_t seq,
 		op_skip(a, "delete", seq, "no such mailbox");
 		return;
 	}
+	trash_add(a, mb, mb->msgs, mb->count, seq, u);
 	index_mbox_remove(a, mb);
 	if (u != NULL)
 		undo_push(u, UNDO_MB_REMOVE, mb);
@@ -991,6 +1130,7 @@ static void apply_expunge(struct account *a, json_t *op, uint64_t seq,
 	}
 	mb->count = w;
 	free(r);
+	trash_add(a, mb, removed, nrem, seq, u);
 	uids = xmalloc(nrem * sizeof(*uids) + 1);
 	for (size_t i = 0; i < nrem; i++)
 		uids[i] = removed[i].uid;
@@ -1015,6 +1155,69 @@ static void apply_expunge(struct account *a, json_t *op, uint64_t seq,
 	raise_modseq(a, mb, modseq);
 }
 
+static void apply_purge(struct account *a, json_t *op, uint64_t seq,
+			struct undo *u)
+{
+	json_t *arr = json_object_get(op, "guids"), *v;
+	size_t n = json_array_size(arr), i;
+	if (!json_is_array(arr)) {
+		op_skip(a, "purge", seq, "bad fields");
+		return;
+	}
+	uint8_t (*g)[INDEX_GUID_LEN] = xmalloc(n * sizeof(*g) + 1);
+	json_array_foreach(arr, i, v) {
+		const char *h = json_string_value(v);
+		if (h == NULL ||
+		    !hex_decode(h, strlen(h), g[i], INDEX_GUID_LEN)) {
+			free(g);
+			op_skip(a, "purge", seq, "bad guid");
+			return;
+		}
+	}
+	qsort(g, n, sizeof(*g), guid_cmp);
+	size_t keep = 0;
+	for (i = 0; i < a->ntrash; i++) {
+		if (bsearch(a->trash[i].guid, g, n, sizeof(*g),
+			    guid_cmp) == NULL)
+			keep++;
+	}
+	if (keep == a->ntrash) {
+		free(g);
+		return;
+	}
+	if (u != NULL) {
+		/* Rare (the sweeper's own entries): keep the whole old list
+		 * for the rollback. */
+		struct undo_rec *r = undo_push(u, UNDO_TRASH_SET, NULL);
+		r->u.trash.v = a->trash;
+		r->u.trash.n = a->ntrash;
+		r->u.trash.cap = a->trash_cap;
+		r->u.trash.last_change = a->trash_last_change;
+		struct index_trash *nv = xcalloc(keep + 1, sizeof(*nv));
+		size_t w = 0;
+		for (i = 0; i < a->ntrash; i++) {
+			if (bsearch(a->trash[i].guid, g, n, sizeof(*g),
+				    guid_cmp) == NULL)
+				nv[w++] = trash_rec_dup(&a->trash[i]);
+		}
+		a->trash = nv;
+		a->ntrash = w;
+		a->trash_cap = keep + 1;
+	} else {
+		size_t w = 0;
+		for (i = 0; i < a->ntrash; i++) {
+			if (bsearch(a->trash[i].guid, g, n, sizeof(*g),
+				    guid_cmp) == NULL)
+				a->trash[w++] = a->trash[i];
+			else
+				index_trash_rec_free(&a->trash[i]);
+		}
+		a->ntrash = w;
+	}
+	a->trash_last_change = seq;
+	free(g);
+}
+
 void index_apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u)
 {
 	const char *kind = j_str(op, "op");
@@ -1036,6 +1239,8 @@ void index_apply_op(struct account *a, json_t *op, uint64_t seq, struct undo *u)
 		apply_rename(a, op, seq, u);
 	else if (strcmp(kind, "sub") == 0)
 		apply_sub(a, op, seq, u);
+	else if (strcmp(kind, "purge") == 0)
+		apply_purge(a, op, seq, u);
 	else
 		op_skip(a, kind, seq, "unknown op");
 }
@@ -1049,6 +1254,9 @@ int index_apply_entry(struct account *a, json_t *entry, uint64_t seq)
 		return KURA_ECORRUPT;
 	if (v != INDEX_FORMAT_VERSION || eseq != seq)
 		return KURA_ECORRUPT;
+	int64_t t = 0;
+	(void)j_i64(entry, "time", &t);
+	a->apply_time = t;
 	size_t i;
 	json_t *op;
 	json_array_foreach(ops, i, op) {

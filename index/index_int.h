@@ -8,13 +8,16 @@
  *                  with an undo journal; uid-set strings
  *   index_snap.c   snapshots: writing and loading
  *   index_txn.c    transactions: evaluation, commit with retry and group
- *                  commit, refresh, account load */
+ *                  commit, refresh, account load
+ *   index_sweep.c  lazy expunge (the trash format), the sweeper, listing
+ *                  and restoring expunged messages */
 #ifndef KURA_INDEX_INT_H
 #define KURA_INDEX_INT_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "index/index.h"
 
@@ -109,10 +112,41 @@ struct account {
 
 	struct account_listener *listeners;
 
+	/* Lazy expunge (index_sweep.c): messages expunged or in a deleted
+	 * mailbox, in the order they went, until the sweeper purges them.
+	 * The snapshot holding this list (0: none) and the seq of the last
+	 * entry that changed it, like mbox_priv. */
+	struct index_trash *trash;
+	size_t ntrash, trash_cap;
+	uint64_t trash_snap_ref, trash_last_change;
+	/* "time" of the entry being applied: the expunge time of the
+	 * trash records it adds. */
+	int64_t apply_time;
+	/* When the state was last proven to be the head of the log
+	 * (account_verify_head); 0 = never. */
+	uint64_t verified_usec;
+
 	/* Per-thread map and LRU of unreferenced accounts. */
 	struct account *hnext;
 	struct account *lru_prev, *lru_next;
 	bool in_lru;
+};
+
+/* An expunged message kept for lazy expunge (DESIGN.md §4). Derived
+ * from the state when an expunge or mailbox delete is applied, so every
+ * node gets the same list; dropped by a "purge" op of the sweeper. */
+struct index_trash {
+	uint8_t guid[INDEX_GUID_LEN];
+	uint64_t mbid;		/* mailbox it was expunged from */
+	char *mailbox;		/* that mailbox's name then */
+	uint32_t uid;
+	uint32_t flags;
+	uint64_t size;
+	int64_t internaldate;
+	int16_t idate_tz_min;
+	int64_t time;		/* expunge time (entry "time"), Unix */
+	char *keywords;		/* "kw1 kw2", or NULL */
+	char *subject;		/* raw ENVELOPE subject (cut), or NULL */
 };
 
 /* Unread bytes of b as chars; never NULL (an empty buffer may have no
@@ -232,6 +266,41 @@ void index_snap_maybe_start(struct account *a);
 char *index_snap_mbox_json(const struct account *a, const struct mailbox *mb,
 		     uint64_t seq, size_t *len_r);
 
+/* The mailbox object parser alone (for the fuzz target): fills a
+ * fresh mb (id set, no messages) from bytes. Returns 0 or KURA_ECORRUPT;
+ * on error mb may hold part of the object (free it). */
+int index_snap_mbox_parse(struct mailbox *mb, const char *data, size_t len,
+			  const char **error_r);
+
+/* ---- the trash (index_apply.c) ---- */
+
+void index_trash_clear(struct account *a);
+/* Index of the newest record of guid (latest expunge time), or -1. */
+ssize_t index_trash_find(const struct account *a,
+			 const uint8_t guid[INDEX_GUID_LEN]);
+void index_trash_rec_free(struct index_trash *t);
+
+/* ---- lazy expunge and the sweeper (index_sweep.c) ---- */
+
+/* The subject of an IMAP ENVELOPE string (unquoted, at most
+ * INDEX_SUBJECT_MAX bytes, malloc'ed), or NULL when NIL or malformed. */
+#define INDEX_SUBJECT_MAX 200
+char *index_envelope_subject(const char *envelope);
+/* The snapshot object snap/<seq>/expunged of the trash (malloc'ed JSON). */
+char *index_trash_json(const struct account *a, uint64_t seq, size_t *len_r);
+/* Replaces the trash of a by the records of such an object. Returns 0
+ * or KURA_ECORRUPT (the trash is then empty). */
+int index_trash_parse(struct account *a, const char *data, size_t len,
+		      uint64_t seq, const char **error_r);
+
+/* "u/<h>/<escaped user>/" (malloc'ed). */
+char *index_user_prefix(const char *user);
+/* An account outside every map, with an empty state, for work on a
+ * side copy (snapshot checks) and for tests and fuzzing (idx may be
+ * NULL when nothing does store I/O with it). */
+struct account *index_account_scratch(struct index *idx, const char *user);
+void index_account_scratch_free(struct account **a);
+
 /* ---- transactions (index_txn.c) ---- */
 
 /* Loads the account state (lock held). */
@@ -240,5 +309,20 @@ int account_load(struct account *a, const char **error_r);
  * whether anything was applied. */
 int account_read_forward(struct account *a, bool *changed_r,
 			 const char **error_r);
+/* Before a commit (lock held): unless proven within
+ * INDEX_HINT_CHECK_SEC, proves that the state is the head of the log,
+ * i.e. that no entry after it was swept away (see index_txn.c), and
+ * reloads from the newest snapshot when it was. */
+int account_verify_head(struct account *a, bool *changed_r,
+			const char **error_r);
+/* The sweeper's op: drops the trash records of the guids (sorted) whose
+ * newest expunge is at or before cutoff, evaluated at commit time. */
+int index_txn_purge(struct index_txn *t, const uint8_t (*guids)[INDEX_GUID_LEN],
+		    size_t n, int64_t cutoff);
+/* APPEND of an expunged message back (index_expunged_restore): fails
+ * with KURA_ENOTFOUND at commit time when the guid is no longer in the
+ * trash (a sweeper purged it first). */
+int index_txn_restore(struct index_txn *t, uint64_t mailbox_id,
+		      const struct index_append *m);
 
 #endif

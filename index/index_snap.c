@@ -6,15 +6,18 @@
  *      "subs":[names],
  *      "mailboxes":[{"id":I,"name":N,"uidvalidity":U,"special":B,
  *                    "uidnext":U,"highestmodseq":M,"count":C,"size":Z,
- *                    "snap":R}, ...]}
+ *                    "snap":R}, ...][,"expunged_snap":E]}
  *     "snap" is the seq of the snapshot holding the mailbox's object:
  *     a mailbox unchanged since snapshot R is referenced, not rewritten.
+ *     "expunged_snap" (absent or 0: the list is empty) likewise names
+ *     the snapshot holding the expunged list (lazy expunge).
  *   snap/<R:016x>/mbox/<id>   one mailbox:
  *     {"v":1,"id":I,"seq":R,"uidnext":U,"highestmodseq":M,
  *      "keywords":[names],
  *      "msgs":[[uid,"guid",size,idate,tz,flags,kwbits,modseq,
  *               env,bs,body,sent,stz,hsize], ...],
  *      "expunged":[uid,modseq,uid,modseq,...]}
+ *   snap/<E:016x>/expunged    the expunged list, format in index_sweep.c
  *   snap/latest               {"v":1,"seq":S}: a hint, overwritten,
  *                             never trusted without reading the snapshot.
  *
@@ -23,12 +26,13 @@
  * objects, mailboxes object, hint: a mailboxes object that exists names
  * only objects that exist. They are immutable, so the cache keeps them.
  *
- * Old snapshots and log entries are not deleted yet. The later sweeper
- * must: keep every snapshot object still referenced by the newest
- * snapshot; delete log entries <= S only once snapshot S exists, the
- * hint is >= S, and a grace period far longer than INDEX_HINT_CHECK_SEC
- * has passed (a node that finds log/N+1 missing checks the hint and
- * reloads from the snapshot). */
+ * Old snapshots and log entries are deleted by the sweeper
+ * (index_sweep.c), which keeps every snapshot object a kept snapshot
+ * references, and deletes log entries <= S only once snapshot S loads,
+ * the hint is >= S, and a grace period far longer than
+ * INDEX_HINT_CHECK_SEC has passed (a node that finds log/N+1 missing
+ * checks the hint and reloads from the snapshot; a node about to commit
+ * checks that its head entry still exists, account_verify_head). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +152,8 @@ char *index_snap_mbox_json(const struct account *a, const struct mailbox *mb,
 
 /* refs[i]: snapshot seq holding mbs[i]'s object. */
 static char *snap_mailboxes_json(const struct account *a, uint64_t seq,
-				 const uint64_t *refs, size_t *len_r)
+				 const uint64_t *refs, uint64_t trash_ref,
+				 size_t *len_r)
 {
 	struct buf b;
 	buf_init(&b, 0);
@@ -177,7 +182,11 @@ static char *snap_mailboxes_json(const struct account *a, uint64_t seq,
 			   (unsigned long long)mb->total_size,
 			   (unsigned long long)refs[i]);
 	}
-	buf_append_str(&b, "]}\n");
+	buf_append_str(&b, "]");
+	if (trash_ref != 0)
+		buf_printf(&b, ",\"expunged_snap\":%llu",
+			   (unsigned long long)trash_ref);
+	buf_append_str(&b, "}\n");
 	*len_r = buf_used(&b);
 	return (char *)b.data;
 }
@@ -189,6 +198,7 @@ struct snap_blob {
 	char *data;
 	size_t len;
 	uint64_t mbid;		/* mailbox object of this mailbox, or 0 */
+	bool trash;		/* the expunged list */
 };
 
 struct snap_job {
@@ -244,6 +254,10 @@ static void snap_job_run(struct snap_job *job)
 			 err != NULL ? err : kura_strerror(rc));
 	} else {
 		for (size_t i = 0; i < job->n; i++) {
+			if (job->blobs[i].trash &&
+			    a->trash_last_change <= job->seq &&
+			    a->trash_snap_ref < job->seq)
+				a->trash_snap_ref = job->seq;
 			if (job->blobs[i].mbid == 0)
 				continue;
 			struct mailbox *mb =
@@ -268,6 +282,26 @@ static void snap_job_run(struct snap_job *job)
 static void snap_task(void *arg)
 {
 	snap_job_run(arg);
+}
+
+/* The expunged list: referenced when unchanged since the snapshot
+ * holding it, else a new blob. Returns the seq to reference (0: empty
+ * list, no object). */
+static uint64_t snap_trash_blob(struct account *a, struct snap_job *job,
+				size_t *cap)
+{
+	if (a->ntrash == 0)
+		return 0;
+	if (a->trash_snap_ref != 0 && a->trash_last_change <= a->trash_snap_ref)
+		return a->trash_snap_ref;
+	xgrow((void **)&job->blobs, cap, job->n + 1, sizeof(*job->blobs));
+	struct snap_blob *bl = &job->blobs[job->n++];
+	memset(bl, 0, sizeof(*bl));
+	bl->key = account_key(a, "snap/%016llx/expunged",
+			      (unsigned long long)job->seq);
+	bl->data = index_trash_json(a, job->seq, &bl->len);
+	bl->trash = true;
+	return job->seq;
 }
 
 void index_snap_maybe_start(struct account *a)
@@ -296,13 +330,16 @@ void index_snap_maybe_start(struct account *a)
 				      (unsigned long long)mb->id);
 		bl->data = index_snap_mbox_json(a, mb, job->seq, &bl->len);
 		bl->mbid = mb->id;
+		bl->trash = false;
 	}
+	uint64_t trash_ref = snap_trash_blob(a, job, &cap);
 	xgrow((void **)&job->blobs, &cap, job->n + 1, sizeof(*job->blobs));
 	struct snap_blob *bl = &job->blobs[job->n++];
 	bl->key = account_key(a, "snap/%016llx/mailboxes",
 			      (unsigned long long)job->seq);
-	bl->data = snap_mailboxes_json(a, job->seq, refs, &bl->len);
+	bl->data = snap_mailboxes_json(a, job->seq, refs, trash_ref, &bl->len);
 	bl->mbid = 0;
+	bl->trash = false;
 	free(refs);
 
 	/* Not retried before another snapshot_every entries, even if it
@@ -797,6 +834,12 @@ bad:
 	return KURA_ECORRUPT;
 }
 
+int index_snap_mbox_parse(struct mailbox *mb, const char *data, size_t len,
+			  const char **error_r)
+{
+	return load_mbox_object(mb, data, len, error_r);
+}
+
 int index_snap_load(struct account *a, uint64_t seq, const char **error_r)
 {
 	struct buf b;
@@ -876,6 +919,28 @@ int index_snap_load(struct account *a, uint64_t seq, const char **error_r)
 		if (rc != 0)
 			goto out;
 		mb->recent_floor = mb->uidnext;
+	}
+	uint64_t tref = 0;
+	json_t *tv = json_object_get(j, "expunged_snap");
+	if (tv != NULL && (!j_u64(j, "expunged_snap", &tref) || tref > seq)) {
+		*error_r = "snapshot expunged_snap is malformed";
+		rc = KURA_ECORRUPT;
+		goto out;
+	}
+	if (tref != 0) {
+		key = account_key(a, "snap/%016llx/expunged",
+				  (unsigned long long)tref);
+		rc = index_obj_get(a->idx, key, &b, error_r);
+		free(key);
+		if (rc == KURA_ENOTFOUND)
+			*error_r = "snapshot expunged object missing";
+		if (rc != 0)
+			goto out;
+		rc = index_trash_parse(a, buf_chars(&b), buf_used(&b), tref,
+				       error_r);
+		if (rc != 0)
+			goto out;
+		a->trash_snap_ref = a->trash_last_change = tref;
 	}
 	a->seq = seq;
 	a->snap_seq = seq;

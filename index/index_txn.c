@@ -27,7 +27,20 @@
  * immutable) and forward until one is missing. Every
  * INDEX_HINT_CHECK_SEC it also reads snap/latest: a snapshot newer than
  * N while log/N+1 is missing means the entries were swept away under a
- * node that was far behind; it reloads from the snapshot. */
+ * node that was far behind; it reloads from the snapshot.
+ *
+ * Swept entries and commits. A create-only PUT of log/N+1 succeeds when
+ * the key is absent, also when entry N+1 existed and the sweeper deleted
+ * it: a node whose state is far behind would then write an entry nobody
+ * reads. So before a commit, a state not proven to be the head within
+ * INDEX_HINT_CHECK_SEC is checked (account_verify_head): read forward,
+ * then HEAD log/N (our newest applied entry). The sweeper deletes entries
+ * in ascending order only, so while log/N exists no entry above N is
+ * gone, and log/N+1 missing means N is the head. If log/N is gone the
+ * state is reloaded from the newest snapshot. The sweeper deletes only
+ * entries older than a grace far longer than INDEX_HINT_CHECK_SEC, so an
+ * entry created after our last proof cannot be swept before the next
+ * check. A successful PUT of our own entry is such a proof too. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +64,7 @@ enum intent_kind {
 	IN_STORE,
 	IN_EXPUNGE,
 	IN_COPY,
+	IN_PURGE,
 };
 
 struct intent {
@@ -71,6 +85,10 @@ struct intent {
 	int64_t idate;
 	int tz;
 	struct msg_meta *meta;
+	bool need_trash;	/* restore: guid must be on the expunged list */
+	uint8_t (*guids)[INDEX_GUID_LEN];	/* PURGE, sorted */
+	size_t nguids;
+	int64_t cutoff;
 	struct index_op_result res;
 };
 
@@ -119,6 +137,7 @@ static void intent_free(struct intent *in)
 		free(in->kw[i]);
 	free(in->kw);
 	index_meta_unref(&in->meta);
+	free(in->guids);
 	result_reset(&in->res);
 }
 
@@ -337,6 +356,35 @@ int index_txn_copy(struct index_txn *t, uint64_t src_id,
 	if ((rc = uids_copy(in, uids, n)) != 0)
 		return intent_drop(t, rc);
 	return (int)t->n - 1;
+}
+
+static int guid_cmp(const void *x, const void *y)
+{
+	return memcmp(x, y, INDEX_GUID_LEN);
+}
+
+int index_txn_purge(struct index_txn *t, const uint8_t (*guids)[INDEX_GUID_LEN],
+		    size_t n, int64_t cutoff)
+{
+	if (n > 0 && guids == NULL)
+		return KURA_EINVAL;
+	struct intent *in = intent_add(t, IN_PURGE);
+	in->guids = xmalloc(n * sizeof(*in->guids) + 1);
+	if (n > 0)
+		memcpy(in->guids, guids, n * sizeof(*in->guids));
+	qsort(in->guids, n, sizeof(*in->guids), guid_cmp);
+	in->nguids = n;
+	in->cutoff = cutoff;
+	return (int)t->n - 1;
+}
+
+int index_txn_restore(struct index_txn *t, uint64_t mailbox_id,
+		      const struct index_append *m)
+{
+	int op = index_txn_append(t, mailbox_id, m);
+	if (op >= 0)
+		t->in[op].need_trash = true;
+	return op;
 }
 
 const struct index_op_result *index_txn_result(const struct index_txn *t,
@@ -573,6 +621,9 @@ static int eval_append(struct eval *ev, struct intent *in)
 	if (mb == NULL)
 		return fail(ev, KURA_ENOTFOUND, "mailbox %s does not exist",
 			    "for APPEND");
+	if (in->need_trash && index_trash_find(ev->a, in->guid) < 0)
+		return fail(ev, KURA_ENOTFOUND, "%s",
+			    "the message is no longer on the expunged list");
 	if (mb->uidnext >= UINT32_MAX - 1)
 		return fail(ev, KURA_ELIMIT, "%s: no UIDs left", mb->name);
 	if (mb->nkeywords + keywords_new(mb, in->kw, in->nkw) >
@@ -766,11 +817,45 @@ static int eval_copy(struct eval *ev, struct intent *in)
 	return 0;
 }
 
+/* Only guids whose every expunge is at or before the cutoff go: one
+ * expunged again (or restored and expunged) since stays. */
+static int eval_purge(struct eval *ev, struct intent *in)
+{
+	struct account *a = ev->a;
+	int64_t *newest = xmalloc(in->nguids * sizeof(*newest) + 1);
+	for (size_t i = 0; i < in->nguids; i++)
+		newest[i] = INT64_MIN;
+	for (size_t i = 0; i < a->ntrash; i++) {
+		uint8_t (*g)[INDEX_GUID_LEN] = bsearch(a->trash[i].guid,
+			in->guids, in->nguids, sizeof(*in->guids), guid_cmp);
+		if (g != NULL && a->trash[i].time > newest[g - in->guids])
+			newest[g - in->guids] = a->trash[i].time;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < in->nguids; i++) {
+		char hex[INDEX_GUID_LEN * 2 + 1];
+		if (newest[i] == INT64_MIN || newest[i] > in->cutoff)
+			continue;
+		hex_encode(in->guids[i], INDEX_GUID_LEN, hex);
+		json_array_append_new(arr, json_string(hex));
+	}
+	free(newest);
+	if (json_array_size(arr) == 0) {
+		json_decref(arr);
+		return 0;
+	}
+	emit(ev, json_pack("{s:s,s:o}", "op", "purge", "guids", arr));
+	return 0;
+}
+
 static int eval_txn(struct account *a, struct index_txn *t, struct undo *u,
 		    json_t *ops, uint64_t seq)
 {
 	struct eval ev = { a, t, u, ops, seq };
 	t->err[0] = '\0';
+	/* Expunge time of what this evaluation adds to the trash (the
+	 * entry, once stored, carries its own "time"). */
+	a->apply_time = time_wall_sec();
 	for (size_t i = 0; i < t->n; i++) {
 		struct intent *in = &t->in[i];
 		int rc = 0;
@@ -799,6 +884,9 @@ static int eval_txn(struct account *a, struct index_txn *t, struct undo *u,
 			break;
 		case IN_COPY:
 			rc = eval_copy(&ev, in);
+			break;
+		case IN_PURGE:
+			rc = eval_purge(&ev, in);
 			break;
 		}
 		if (rc != 0) {
@@ -1055,6 +1143,10 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 		json_decref(entry);
 		if (ours) {
 			cache_hint_put(a);
+			/* log/seq was absent: the state is the head (the PUT
+			 * returns within seconds, far below the sweeper's
+			 * grace). */
+			a->verified_usec = time_mono_usec();
 			return true;
 		}
 		if (!conflict || rc != 0) {
@@ -1173,7 +1265,12 @@ int index_txn_commit(struct index_txn *t, const char **error_r)
 		else
 			changed = commit_batch(a, batch);
 	} else {
-		changed = commit_batch(a, batch);
+		const char *err = NULL;
+		bool reloaded = false;
+		int rc = account_verify_head(a, &reloaded, &err);
+		if (rc != 0)
+			set_parts_error(batch, rc, err);
+		changed = (rc == 0 && commit_batch(a, batch)) || reloaded;
 	}
 	if (changed)
 		index_snap_maybe_start(a);
@@ -1196,6 +1293,52 @@ int index_txn_commit(struct index_txn *t, const char **error_r)
 }
 
 /* ---- refresh and load ---- */
+
+int account_verify_head(struct account *a, bool *changed_r,
+			const char **error_r)
+{
+	uint64_t now = time_mono_usec();
+	if (a->verified_usec != 0 &&
+	    now - a->verified_usec < INDEX_HINT_CHECK_SEC * 1000000ull)
+		return 0;
+	int rc = account_read_forward(a, changed_r, error_r);
+	if (rc != 0 || a->seq == 0)
+		return rc;
+	struct store_stat stat;
+	char *key = account_key(a, "log/%016llx", (unsigned long long)a->seq);
+	rc = store_head(a->idx->store, key, &stat, error_r);
+	free(key);
+	if (rc == KURA_ENOTFOUND) {
+		/* Swept under us: entries after a->seq may have been too.
+		 * The newest snapshot (by listing: the hint may lag) and its
+		 * tail are the head. */
+		uint64_t newest;
+		rc = index_snap_find_newest(a, UINT64_MAX, &newest, error_r);
+		if (rc != 0)
+			return rc;
+		if (newest > a->seq) {
+			log_warn("event=index_log_gap user=%s seq=%llu "
+				 "snapshot=%llu action=reload", a->user,
+				 (unsigned long long)a->seq,
+				 (unsigned long long)newest);
+			*changed_r = true;
+			rc = index_snap_load(a, newest, error_r);
+			if (rc == 0)
+				rc = read_entries(a, changed_r, error_r);
+			else
+				rc = account_load(a, error_r);
+			if (rc != 0) {
+				a->loaded = false;
+				return rc == KURA_ENOTFOUND ? KURA_ECORRUPT : rc;
+			}
+			cache_hint_put(a);
+		}
+	} else if (rc != 0) {
+		return KURA_EUNAVAIL;
+	}
+	a->verified_usec = now;
+	return 0;
+}
 
 int account_refresh(struct account *a, const char **error_r)
 {

@@ -22,6 +22,8 @@ void buf_deinit(struct buf *b)
 
 uint8_t *buf_reserve(struct buf *b, size_t n)
 {
+	if (b->data == NULL && n == 0)
+		n = 1;	/* never compute NULL + 0 */
 	if (b->pos > 0 && b->cap - b->len < n) {
 		memmove(b->data, b->data + b->pos, b->len - b->pos);
 		b->len -= b->pos;

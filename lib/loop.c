@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -38,6 +39,12 @@ struct loop {
 	struct loop_call *post, *post_run;
 	size_t post_len, post_cap, post_run_cap;
 	atomic_bool post_pending;
+
+	/* Provided receive buffers (loop_bufs_init). */
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	unsigned nbufs, buf_size;
+	size_t br_bytes;
 
 	/* Wakes a loop blocked in io_uring_enter from another thread. */
 	int efd;
@@ -177,6 +184,9 @@ void loop_destroy(struct loop **lp)
 	if (loop_cur == l)
 		loop_cur = NULL;
 	io_uring_queue_exit(&l->ring);
+	if (l->br != NULL)
+		munmap(l->br, l->br_bytes);
+	free(l->bufs);
 	if (close(l->efd) < 0)
 		log_warn("loop: close eventfd: %s", strerror(errno));
 	pthread_mutex_destroy(&l->post_lock);
@@ -499,4 +509,71 @@ void loop_stop(struct loop *l)
 	atomic_store(&l->stop, true);
 	if (loop_cur != l)
 		loop_efd_kick(l);
+}
+
+/* ---- provided buffers ---- */
+
+#define LOOP_BGID 1
+
+int loop_bufs_init(struct loop *l, unsigned count, unsigned size)
+{
+	if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
+		return -EINVAL;
+	size_t bytes = (size_t)count * sizeof(struct io_uring_buf);
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	struct io_uring_buf_ring *br = mem;
+	struct io_uring_buf_reg reg;
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)br;
+	reg.ring_entries = count;
+	reg.bgid = LOOP_BGID;
+	int ret = io_uring_register_buf_ring(&l->ring, &reg, 0);
+	if (ret < 0) {
+		munmap(mem, bytes);
+		return ret;
+	}
+	io_uring_buf_ring_init(br);
+	l->bufs = xmalloc((size_t)count * size);
+	for (unsigned i = 0; i < count; i++)
+		io_uring_buf_ring_add(br, l->bufs + (size_t)i * size, size, (unsigned short)i,
+				      io_uring_buf_ring_mask(count), (int)i);
+	io_uring_buf_ring_advance(br, (int)count);
+	l->br = br;
+	l->br_bytes = bytes;
+	l->nbufs = count;
+	l->buf_size = size;
+	return 0;
+}
+
+bool loop_bufs_enabled(const struct loop *l)
+{
+	return l->br != NULL;
+}
+
+void loop_prep_recv_provided(struct loop *l, struct io_uring_sqe *sqe, int fd)
+{
+	io_uring_prep_recv(sqe, fd, NULL, l->buf_size, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = LOOP_BGID;
+}
+
+uint8_t *loop_buf_get(struct loop *l, uint32_t cqe_flags, unsigned *bid_r)
+{
+	if (l->br == NULL || !(cqe_flags & IORING_CQE_F_BUFFER))
+		return NULL;
+	unsigned bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+	if (bid >= l->nbufs)
+		return NULL;
+	*bid_r = bid;
+	return l->bufs + (size_t)bid * l->buf_size;
+}
+
+void loop_buf_put(struct loop *l, unsigned bid)
+{
+	io_uring_buf_ring_add(l->br, l->bufs + (size_t)bid * l->buf_size, l->buf_size,
+			      (unsigned short)bid, io_uring_buf_ring_mask(l->nbufs), 0);
+	io_uring_buf_ring_advance(l->br, 1);
 }

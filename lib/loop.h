@@ -73,6 +73,22 @@ static inline bool loop_timer_is_armed(const struct loop_timer *t)
 	return t->heap_idx != (size_t)-1;
 }
 
+/* Provided receive buffers (a kernel buffer ring): a receive that picks
+ * its buffer at completion time, so that an idle connection with a
+ * pending receive holds no buffer of its own.
+ * loop_bufs_init: count (a power of two) buffers of size bytes; returns
+ * 0 or -errno (kernel without buffer rings: callers fall back to their
+ * own buffers). Call on the loop's thread before using the others. */
+int loop_bufs_init(struct loop *l, unsigned count, unsigned size);
+bool loop_bufs_enabled(const struct loop *l);
+/* Prepares sqe as a receive on fd into a provided buffer. */
+void loop_prep_recv_provided(struct loop *l, struct io_uring_sqe *sqe, int fd);
+/* After a completion with res > 0: the buffer the kernel picked (from
+ * cqe_flags), or NULL when none was used. Give it back with
+ * loop_buf_put() once its bytes are copied. */
+uint8_t *loop_buf_get(struct loop *l, uint32_t cqe_flags, unsigned *bid_r);
+void loop_buf_put(struct loop *l, unsigned bid);
+
 /* Thread-safe: fn(arg) runs in l's thread from loop_run(), soon. */
 void loop_post(struct loop *l, void (*fn)(void *arg), void *arg);
 /* Runs fn(arg) from loop_run() in this thread after the current

@@ -1083,17 +1083,19 @@ static bool s3_headers_done(struct s3_req *rq)
 		}
 	} else if (rq->ranged) {
 		/* The server ignored the range: cut it out ourselves. */
-		uint64_t size = rq->have_length ? rq->content_length : 0;
-
-		rq->skip = KURA_MIN(rq->range_off, size);
-		rq->take = KURA_MIN(rq->range_len, size - rq->skip);
-		if (!rq->have_length)
-			rq->skip = rq->range_off;
+		rq->skip = rq->range_off;
+		rq->take = rq->range_len;
+		if (rq->have_length) {
+			rq->skip = KURA_MIN(rq->skip, rq->content_length);
+			rq->take = KURA_MIN(rq->take,
+					    rq->content_length - rq->skip);
+		}
 	}
 	if (!rq->have_length)
 		return true;	/* checked as the bytes arrive */
 	expect = KURA_MIN(rq->content_length - rq->skip, rq->take);
-	room = out->max == 0 ? UINT64_MAX : out->max - buf_used(out);
+	room = out->max == 0 ? UINT64_MAX :
+		out->max > buf_used(out) ? out->max - buf_used(out) : 0;
 	if (expect > room || expect > SIZE_MAX / 2) {
 		rq->too_big = true;
 		return false;
@@ -1736,7 +1738,6 @@ static int s3_list(struct store *st, const char *prefix, const char *after,
 	for (;;) {
 		/* max 0 still asks for one key: it tells "truncated" */
 		size_t want = max == 0 ? 1 : max - d.n;
-
 		char *prev_token = d.token != NULL ? xstrdup(d.token) : NULL;
 		bool stuck;
 
@@ -1758,8 +1759,8 @@ static int s3_list(struct store *st, const char *prefix, const char *after,
 		if ((d.raw == 0 && d.n == n_before) || stuck) {
 			/* a broken server would keep us here forever */
 			r = s3_error(error_r, KURA_EUNAVAIL,
-				     "s3: LIST %s: empty truncated page",
-				     prefix);
+				     "s3: LIST %s: truncated pages that make "
+				     "no progress", prefix);
 			break;
 		}
 	}

@@ -762,17 +762,22 @@ class Conn:
 		d, self.buf = self.buf[:n], self.buf[n:]
 		return d
 
+	strict = True	# check every response against the RFC 3501 grammar
+
 	def read_response(self):
 		"""One complete response, literals included, as raw bytes."""
 		line = self.readline()
 		out = line
 		while True:
 			m = re.search(rb"\{(\d+)\}\r?\n$", line)
-			if not m or line.startswith(b"+ "):
-				return out
+			if not m or line.startswith(b"+"):
+				break
 			out += self.read_exact(int(m.group(1)))
 			line = self.readline()
 			out += line
+		if self.strict:
+			check_response(out)
+		return out
 
 	def closed_by_server(self, wait=5.0):
 		"""True when the server closes the connection within wait seconds
@@ -1174,3 +1179,171 @@ class View:
 			raise Fail("%s: client view %r but FETCH 1:* UID says %r" % (what, known, got))
 		self.uids = got
 		return got
+
+
+# ---------------------------------------------------------------- response grammar
+
+FETCH_KEYS = re.compile(r"^(FLAGS|INTERNALDATE|RFC822|RFC822\.HEADER|RFC822\.TEXT|RFC822\.SIZE|ENVELOPE|"
+			r"BODY|BODYSTRUCTURE|UID|MODSEQ|BODY\[[^\]]*\](<\d+>)?|BINARY\[[^\]]*\](<\d+>)?|"
+			r"BINARY\.SIZE\[[^\]]*\]|EMAILID|THREADID|SAVEDATE|PREVIEW|SNIPPET|X-[A-Z0-9.-]+)$", re.I)
+DATE_TIME = re.compile(rb'^[ \d]\d-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{4} '
+		       rb'\d\d:\d\d:\d\d [+-]\d{4}$')
+NUMBER_DATA = {"EXISTS", "RECENT", "EXPUNGE", "FETCH"}
+NAMED_DATA = {"CAPABILITY", "FLAGS", "LIST", "LSUB", "SEARCH", "STATUS", "NAMESPACE", "ID",
+	      "ENABLED", "ESEARCH", "VANISHED", "QUOTA", "QUOTAROOT", "ACL", "MYRIGHTS",
+	      "LISTRIGHTS", "METADATA", "SORT", "THREAD"}
+
+
+class Violation(Fail):
+	"""A server response that breaks the RFC 3501 response grammar."""
+
+
+def _scan(data):
+	"""Checks lexical rules of one complete response: literals well formed,
+	quoted strings 7-bit without CR/LF, no NUL outside literal8, balanced
+	parentheses.  Returns the problem or None."""
+	i, n, depth = 0, len(data), 0
+	in_text = False
+	while i < n:
+		c = data[i]
+		if c == 0:
+			return "NUL byte outside a literal8"
+		if c == 0x7B or (c == 0x7E and i + 1 < n and data[i + 1] == 0x7B):
+			m = re.compile(rb"(~?)\{(\d+)\}\r\n").match(data, i)
+			if m and (m.end() == n or True):
+				ln = int(m.group(2))
+				body = data[m.end():m.end() + ln]
+				if len(body) != ln:
+					return "literal shorter than announced"
+				if not m.group(1) and b"\x00" in body:
+					return "NUL byte inside a literal (not a CHAR8)"
+				i = m.end() + ln
+				continue
+		if c == 0x22:
+			j = i + 1
+			while j < n and data[j] != 0x22:
+				if data[j] == 0x5C:
+					if j + 1 >= n or data[j + 1] not in (0x22, 0x5C):
+						return "bad escape in quoted string"
+					j += 2
+					continue
+				if data[j] >= 0x80 or data[j] in (0x0D, 0x0A, 0x00):
+					return "8-bit or CR/LF/NUL byte inside a quoted string: %r" % data[i:j + 1][-40:]
+				j += 1
+			if j >= n:
+				return "unterminated quoted string"
+			i = j + 1
+			continue
+		if c == 0x28:
+			depth += 1
+		elif c == 0x29:
+			depth -= 1
+			if depth < 0:
+				return "unbalanced ')'"
+		elif c == 0x0D:
+			if data[i:i + 2] != b"\r\n" or i + 2 != n:
+				return "CR not followed by LF at the end"
+			break
+		elif c == 0x0A:
+			return "bare LF"
+		i += 1
+	if not data.endswith(b"\r\n"):
+		return "response does not end in CRLF"
+	if depth != 0:
+		return "unbalanced '('"
+	return None
+
+
+def _is_status_text(rest):
+	return rest[:2].upper() in (b"OK", b"NO") or rest[:3].upper() in (b"BAD", b"BYE") or \
+		rest[:7].upper() == b"PREAUTH"
+
+
+def check_response(data):
+	"""Raises Violation when a complete server response breaks the
+	RFC 3501 grammar in a way a client would choke on."""
+	if data.startswith(b"+"):
+		if not data.startswith(b"+ "):
+			raise Violation("continuation request without SP: %r" % data[:80])
+		return
+	m = re.match(rb"^(\*|[\x21-\x7e]+) ", data)
+	if not m:
+		raise Violation("response neither untagged, continuation nor tagged: %r" % data[:80])
+	tag = m.group(1)
+	rest = data[m.end():]
+	st = re.match(rb"^(OK|NO|BAD|BYE|PREAUTH)( |\r\n)", rest, re.I)
+	if st:
+		if tag != b"*" and st.group(1).upper() in (b"BYE", b"PREAUTH"):
+			raise Violation("tagged %s: %r" % (st.group(1).decode(), data[:80]))
+		text = rest[st.end():] if st.group(2) == b" " else b""
+		if text.startswith(b"["):
+			k = text.find(b"]")
+			if k < 0:
+				raise Violation("response code without ']': %r" % data[:120])
+			if not re.match(rb"^\[[A-Z0-9.-]+( [^\]]*)?\]( |\r\n)", text, re.I):
+				raise Violation("malformed response code: %r" % data[:120])
+		if b"\x00" in data:
+			raise Violation("NUL in a status response")
+		if not data.endswith(b"\r\n") or b"\n" in data[:-1]:
+			raise Violation("status response with embedded line ends: %r" % data[:120])
+		return
+	if tag != b"*":
+		raise Violation("tagged response that is not OK/NO/BAD: %r" % data[:80])
+	prob = _scan(data)
+	if prob:
+		raise Violation("%s in %r" % (prob, data[:200]))
+	t = parse(data)
+	if len(t) < 2 or not isinstance(t[1], str):
+		raise Violation("malformed untagged response %r" % data[:120])
+	if t[1].isdigit():
+		if len(t) < 3 or not isinstance(t[2], str) or t[2].upper() not in NUMBER_DATA:
+			raise Violation("unknown numbered response %r" % data[:120])
+		kind = t[2].upper()
+		if kind in ("EXPUNGE", "FETCH") and int(t[1]) == 0:
+			raise Violation("%s with message number 0" % kind)
+		if kind == "FETCH":
+			_check_fetch(t, data)
+		elif len(t) != 3:
+			raise Violation("trailing data after %s: %r" % (kind, data[:120]))
+		return
+	name = t[1].upper()
+	if name not in NAMED_DATA:
+		raise Violation("unknown untagged response %r" % data[:120])
+	if name == "SEARCH" and not all(isinstance(x, str) and x.isdigit() and int(x) > 0 for x in t[2:]):
+		raise Violation("SEARCH with non-numbers: %r" % data[:120])
+	if name in ("LIST", "LSUB"):
+		if len(t) != 5 or not isinstance(t[2], list) or not (t[3] is None or isinstance(t[3], bytes)):
+			raise Violation("malformed %s: %r" % (name, data[:120]))
+		if isinstance(t[3], bytes) and len(t[3]) != 1:
+			raise Violation("%s delimiter must be one character: %r" % (name, data[:120]))
+		if any(not (isinstance(a, str) and a.startswith("\\")) for a in t[2]):
+			raise Violation("%s attributes must be flags: %r" % (name, data[:120]))
+	if name == "STATUS":
+		if len(t) != 4 or not isinstance(t[3], list) or len(t[3]) % 2:
+			raise Violation("malformed STATUS: %r" % data[:120])
+	if name == "FLAGS" and (len(t) != 3 or not isinstance(t[2], list)):
+		raise Violation("malformed FLAGS: %r" % data[:120])
+
+
+def _check_fetch(t, data):
+	if len(t) != 4 or not isinstance(t[3], list) or len(t[3]) % 2:
+		raise Violation("FETCH data must be one list of item/value pairs: %r" % data[:160])
+	lst = t[3]
+	for k in range(0, len(lst), 2):
+		key, val = lst[k], lst[k + 1]
+		if not isinstance(key, str) or not FETCH_KEYS.match(key):
+			raise Violation("unknown FETCH item %r" % (key,))
+		uk = key.upper()
+		if uk in ("UID", "RFC822.SIZE") and not (isinstance(val, str) and val.isdigit()):
+			raise Violation("%s must be a number: %r" % (uk, val))
+		if uk == "UID" and int(val) == 0:
+			raise Violation("UID 0")
+		if uk == "FLAGS" and not (isinstance(val, list) and all(isinstance(f, str) for f in val)):
+			raise Violation("FLAGS must be a list of atoms: %r" % (val,))
+		if uk == "INTERNALDATE" and not (isinstance(val, bytes) and DATE_TIME.match(val)):
+			raise Violation("INTERNALDATE %r is not a date-time string" % (val,))
+		if uk == "ENVELOPE" and not (isinstance(val, list) and len(val) == 10):
+			raise Violation("ENVELOPE must have 10 fields: %r" % (val,))
+		if (uk.startswith("BODY[") or uk.startswith("RFC822")) and uk != "RFC822.SIZE" and \
+		   not (val is None or isinstance(val, bytes)):
+			raise Violation("%s must be a string or NIL: %r" % (key, val))

@@ -124,56 +124,62 @@ class Runner:
 		if self.args.v:
 			print("# %s: %s on ports %d/%d, dir %s" % (name, server.kind, server.port,
 							      server.tls_port, workdir), flush=True)
-		scale = integlib.timeout_scale()
-		for t in tests:
-			if self.stop_now:
-				break
-			full = "%s::%s" % (name, t.__name__)
-			if not server.alive():
-				why = server.unexpected_exit()
+		try:
+			scale = integlib.timeout_scale()
+			for t in tests:
+				if self.stop_now:
+					break
+				full = "%s::%s" % (name, t.__name__)
+				if not server.alive():
+					server.unexpected_exit()	# reported with the test that saw it
+					try:
+						server.start()
+					except Exception as e:
+						self.fail(full, "server could not be restarted: %s" % e)
+						continue
+				ctx.test_name = full
+				limit = getattr(t, "timeout", self.args.timeout) * scale
+				err = None
+				t0 = time.time()
+				signal.signal(signal.SIGALRM, _on_alarm)
+				signal.setitimer(signal.ITIMER_REAL, limit)
 				try:
-					server.start()
+					t(ctx)
+				except TestTimeout:
+					err = "timed out after %ds" % limit
+				except integlib.Fail as e:
+					err = str(e) + self._where(e)
 				except Exception as e:
-					self.fail(full, "server could not be restarted: %s" % e)
-					continue
-			ctx.test_name = full
-			limit = getattr(t, "timeout", self.args.timeout) * scale
-			err = None
-			t0 = time.time()
-			signal.signal(signal.SIGALRM, _on_alarm)
-			signal.setitimer(signal.ITIMER_REAL, limit)
-			try:
-				t(ctx)
-			except TestTimeout:
-				err = "timed out after %ds" % limit
-			except integlib.Fail as e:
-				err = str(e) + self._where(e)
-			except Exception as e:
-				err = "%s: %s%s" % (type(e).__name__, e, self._where(e))
-				if self.args.v:
-					traceback.print_exc()
-			finally:
-				signal.setitimer(signal.ITIMER_REAL, 0)
-			try:
-				ctx.cleanup()
-			except Exception:
-				pass
-			extra = ctx.stop_extra_servers()
-			if extra:
-				err = (err + " || " if err else "") + "; ".join(extra)
-			# Give a crashing server a moment to be noticed.
-			died = server.unexpected_exit()
-			if died is None:
-				time.sleep(0.01)
+					err = "%s: %s%s" % (type(e).__name__, e, self._where(e))
+					if self.args.v:
+						traceback.print_exc()
+				finally:
+					signal.setitimer(signal.ITIMER_REAL, 0)
+				try:
+					ctx.cleanup()
+				except Exception:
+					pass
+				extra = ctx.stop_extra_servers()
+				if extra:
+					err = (err + " || " if err else "") + "; ".join(extra)
+				# Give a crashing server a moment to be noticed.
 				died = server.unexpected_exit()
-			if died:
-				err = (err + " || " if err else "") + died
-			if err:
-				self.fail(full, err)
-			else:
-				self.passed += 1
-				if self.args.v:
-					print("ok   %s (%.1fs)" % (full, time.time() - t0), flush=True)
+				if died is None:
+					time.sleep(0.01)
+					died = server.unexpected_exit()
+				if died:
+					err = (err + " || " if err else "") + died
+				if err:
+					self.fail(full, err)
+				else:
+					self.passed += 1
+					if self.args.v:
+						print("ok   %s (%.1fs)" % (full, time.time() - t0), flush=True)
+		except BaseException:
+			# Interrupted (Ctrl-C, SIGTERM): leave no server behind.
+			ctx.stop_extra_servers()
+			server.kill(signal.SIGKILL)
+			raise
 		try:
 			probs = server.stop()
 		except Exception as e:
@@ -203,7 +209,12 @@ class Runner:
 		return 1 if self.failed else 0
 
 
+def _on_term(signum, frame):
+	raise KeyboardInterrupt("terminated by signal %d" % signum)
+
+
 def main():
+	signal.signal(signal.SIGTERM, _on_term)
 	ap = argparse.ArgumentParser(description="kura integration tests")
 	ap.add_argument("-k", metavar="PATTERN", help="run tests whose module::name contains PATTERN (or matches a glob)")
 	ap.add_argument("-x", action="store_true", help="stop at the first failure")

@@ -7,7 +7,6 @@ import base64
 import imaplib
 import socket
 import ssl
-import time
 
 from integlib import (Closed, Fail, Lit, client_ssl_context, eq, expect, message,
 		      parse, quote, status_of)

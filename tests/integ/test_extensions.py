@@ -4,8 +4,8 @@ server lists it after login (a server without it passes trivially)."""
 
 import time
 
-from integlib import (Closed, Fail, View, eq, expect, flagset, message, parse, select_info,
-		      seqset, status_items, status_of)
+from integlib import (Closed, Fail, View, eq, expect, flagset, message, parse, seqset,
+		      status_of)
 
 
 def has_cap(c, cap):

@@ -1,8 +1,7 @@
 """FETCH of every data item, byte-exact against what was appended
 (RFC 3501 6.4.5, 7.4.2; MIME structure per RFC 2045/2046)."""
 
-from integlib import (Fail, Lit, eq, expect, flagset, message, parse_imap_date, quote,
-		      select_info)
+from integlib import (Fail, eq, expect, flagset, message, parse_imap_date, select_info)
 
 CRLF = b"\r\n"
 
@@ -561,3 +560,68 @@ def test_fetch_quoting_and_8bit(ctx):
 	params = f[2]["BODYSTRUCTURE"][2]
 	expect(isinstance(params, list) and "na\u00efve.txt".encode("utf-8") in params,
 	       "8-bit parameter value: %r" % (params,))
+
+
+def _leaves(bs, prefix):
+	"""(part path, body) for every non-multipart part of a BODYSTRUCTURE."""
+	if isinstance(bs, list) and bs and isinstance(bs[0], list):
+		k = 0
+		for child in bs:
+			if not isinstance(child, list):
+				break
+			k += 1
+			yield from _leaves(child, prefix + [k])
+		return
+	yield (prefix or [1]), bs
+	if isinstance(bs, list) and len(bs) > 8 and s(bs[0]).lower() == "message" and \
+	   s(bs[1]).lower() == "rfc822" and isinstance(bs[8], list):
+		inner = bs[8]
+		if inner and isinstance(inner[0], list):
+			yield from _leaves(inner, prefix or [1])
+		else:
+			yield from _leaves(inner, (prefix or [1]) + [1])
+
+
+def test_fetch_mime_corpus(ctx):
+	# Every message of the project's MIME corpus: responses must follow
+	# the grammar (checked by Conn), sections must add up, and each leaf's
+	# BODYSTRUCTURE size must be the length of its BODY[part].
+	import glob
+	import os
+	from integlib import REPO
+	files = sorted(glob.glob(os.path.join(REPO, "tests", "data", "mime", "*.eml")))
+	files = [f for f in files if b"\x00" not in open(f, "rb").read()]	# see test_append_empty_and_nul
+	if not files:
+		return
+	c = ctx.login()
+	for f in files:
+		c.append("INBOX", open(f, "rb").read())
+	c.select("INBOX")
+	probs = []
+	for i, f in enumerate(files):
+		name = os.path.basename(f)
+		raw = open(f, "rb").read()
+		r = c.ok("FETCH %d (ENVELOPE BODY BODYSTRUCTURE RFC822.SIZE BODY.PEEK[] BODY.PEEK[HEADER] "
+			 "BODY.PEEK[TEXT])" % (i + 1))
+		it = r.fetches()[i + 1]
+		full = it["BODY[]"]
+		if full.replace(b"\r\n", b"\n") != raw.replace(b"\r\n", b"\n"):
+			probs.append("%s: BODY[] differs from the appended bytes" % name)
+		if int(it["RFC822.SIZE"]) != len(full):
+			probs.append("%s: RFC822.SIZE %s != len(BODY[]) %d" % (name, it["RFC822.SIZE"], len(full)))
+		if it["BODY[HEADER]"] + it["BODY[TEXT]"] != full:
+			probs.append("%s: BODY[HEADER] + BODY[TEXT] != BODY[]" % name)
+		for path, leaf in _leaves(it["BODYSTRUCTURE"], []):
+			sec = ".".join(str(p) for p in path)
+			rr = c.cmd("FETCH %d (BODY.PEEK[%s] BODY.PEEK[%s.MIME])" % (i + 1, sec, sec))
+			if rr.status != "OK":
+				probs.append("%s: FETCH BODY[%s] -> %r" % (name, sec, rr))
+				continue
+			got = rr.fetches().get(i + 1, {}).get("BODY[%s]" % sec)
+			if not isinstance(leaf, list) or len(leaf) < 7 or not str(leaf[6]).isdigit():
+				probs.append("%s: part %s has no size: %r" % (name, sec, leaf))
+			elif got is None or len(got) != int(leaf[6]):
+				probs.append("%s: part %s BODYSTRUCTURE size %s but BODY[%s] has %s bytes"
+					     % (name, sec, leaf[6], sec, None if got is None else len(got)))
+	if probs:
+		raise Fail("; ".join(probs[:12]) + (" (%d problems)" % len(probs) if len(probs) > 12 else ""))

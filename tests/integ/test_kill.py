@@ -5,8 +5,8 @@ untagged responses before the kill."""
 
 import signal
 
-from integlib import (Closed, Fail, Lit, View, eq, expect, flagset, list_mailboxes, message,
-		      select_info, seqset)
+from integlib import (Fail, Lit, View, eq, expect, flagset, list_mailboxes, message,
+		      select_info)
 
 
 class Model:

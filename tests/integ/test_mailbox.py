@@ -2,8 +2,8 @@
 UNSUBSCRIBE, LIST, LSUB, STATUS, modified UTF-7 names (RFC 3501, 3348,
 5530)."""
 
-from integlib import (Fail, Lit, eq, expect, flagset, list_mailboxes, message,
-		      quote, select_info, status_items)
+from integlib import (Lit, eq, expect, flagset, list_mailboxes, message, quote,
+		      select_info, status_items)
 from integlib import mutf7 as to_mutf7
 
 SYSTEM_FLAGS = {"\\answered", "\\flagged", "\\deleted", "\\seen", "\\draft"}

@@ -3,6 +3,7 @@ both directions, checked message by message (bytes and flags)."""
 
 import email.policy
 import email.utils
+import imaplib
 import os
 import random
 import re
@@ -12,8 +13,7 @@ import tempfile
 import time
 from email.message import EmailMessage
 
-from integlib import (Fail, Lit, eq, expect, flagset, list_mailboxes, message_id, quote,
-		      select_info)
+from integlib import (Fail, eq, expect, list_mailboxes, message_id, quote)
 
 FOLDERS = {"INBOX": 150, "Work": 60, "Archive": 50, "Archive/2023": 40}
 MAILDIR_FLAGS = {"D": "\\draft", "F": "\\flagged", "R": "\\answered", "S": "\\seen", "T": "\\deleted"}
@@ -150,20 +150,28 @@ def read_maildir(path):
 	return out
 
 
-def server_folder(c, folder):
-	"""{message-id: (flags set, bytes)} of a server mailbox."""
-	exists = select_info(c.ok("EXAMINE ", quote(folder)))["EXISTS"]
+def server_folder(m, folder):
+	"""{message-id: (flags set, bytes)} of a server mailbox, read with
+	imaplib (a second, independent client)."""
+	typ, data = m.select(quote(folder), readonly=True)
+	if typ != "OK":
+		raise Fail("imaplib EXAMINE %s -> %s %r" % (folder, typ, data))
 	out = {}
-	if exists == [0]:
-		c.ok("UNSELECT")
+	if data[0] == b"0":
 		return out
-	r = c.ok("FETCH 1:* (UID FLAGS BODY.PEEK[])")
-	for _s, items in r.fetch_list():
-		mid = message_id(items["BODY[]"])
+	typ, data = m.fetch("1:*", "(UID FLAGS BODY.PEEK[])")
+	if typ != "OK":
+		raise Fail("imaplib FETCH in %s -> %s %r" % (folder, typ, data))
+	for item in data:
+		if not isinstance(item, tuple):
+			continue
+		head, body = item
+		flags = {f.decode().lower() for f in imaplib.ParseFlags(head)} - {"\\recent"}
+		mid = message_id(body)
 		if mid in out:
 			raise Fail("Message-ID %s twice in server folder %s" % (mid, folder))
-		out[mid] = (flagset(items["FLAGS"]), items["BODY[]"])
-	c.ok("UNSELECT")
+		out[mid] = (flags, body)
+	m.close()
 	return out
 
 
@@ -179,10 +187,10 @@ def same_bytes(server, local):
 	return a == b
 
 
-def compare(c, maildir, folders, what):
+def compare(m, maildir, folders, what):
 	probs = []
 	for folder in folders:
-		srv = server_folder(c, folder)
+		srv = server_folder(m, folder)
 		loc = read_maildir(folder_dir(maildir, folder))
 		if set(srv) != set(loc):
 			probs.append("%s %s: only on server %d %r, only local %d %r" % (
@@ -242,8 +250,9 @@ def test_mbsync_full_cycle(ctx):
 		with open(rc, "w") as f:
 			f.write(mbsyncrc(ctx, u, md))
 		# 1: server -> empty Maildir
+		m = ctx.imap_login(u)
 		run_mbsync(ctx, rc)
-		compare(c, md, FOLDERS, "initial sync")
+		compare(m, md, FOLDERS, "initial sync")
 
 		# 2: local changes -> server
 		inbox = read_maildir(folder_dir(md, "INBOX"))
@@ -272,7 +281,7 @@ def test_mbsync_full_cycle(ctx):
 		run_mbsync(ctx, rc)
 		folders = list(FOLDERS) + ["FromLocal"]
 		expect("FromLocal" in list_mailboxes(c), "mbsync did not create FromLocal on the server")
-		compare(c, md, folders, "after local changes")
+		compare(m, md, folders, "after local changes")
 		st = {f: len(read_maildir(folder_dir(md, f))) for f in folders}
 		eq(st, {"INBOX": 150, "Work": 59, "Archive": 50, "Archive/2023": 40, "FromLocal": 3},
 		   "message counts after local changes")
@@ -285,7 +294,7 @@ def test_mbsync_full_cycle(ctx):
 		c.ok("UNSELECT")
 		upload(c, "Archive", [(make_message(rng, "server-new", i), ["\\Seen"]) for i in range(4)])
 		run_mbsync(ctx, rc)
-		compare(c, md, folders, "after server changes")
+		compare(m, md, folders, "after server changes")
 		eq(len(read_maildir(folder_dir(md, "Archive"))), 54, "Archive after server APPENDs")
 		eq(len(read_maildir(folder_dir(md, "INBOX"))), 147, "INBOX after server EXPUNGE")
 
@@ -316,7 +325,7 @@ def test_mbsync_implicit_tls(ctx):
 		with open(rc, "w") as f:
 			f.write(mbsyncrc(ctx, u, md, tls="IMAPS"))
 		run_mbsync(ctx, rc)
-		compare(c, md, ["INBOX"], "implicit TLS sync")
+		compare(ctx.imap_login(u), md, ["INBOX"], "implicit TLS sync")
 	finally:
 		shutil.rmtree(work, ignore_errors=True)
 

@@ -3,7 +3,7 @@ MIME decoding, boolean nesting, sequence and UID sets."""
 
 import base64
 
-from integlib import Fail, Lit, crlf, eq, expect
+from integlib import Fail, Lit, crlf, eq
 
 # Internal dates are at noon UTC and dates one day or more apart, so that
 # "disregarding time and timezone" cannot move a message across a day.

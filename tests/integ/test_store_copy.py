@@ -1,7 +1,7 @@
 """STORE, COPY and the UID forms (RFC 3501 6.4.6-6.4.8, RFC 4315 UIDPLUS)."""
 
-from integlib import (Fail, eq, expect, flagset, message, parse_imap_date, select_info,
-		      seqset, status_items)
+from integlib import (eq, expect, flagset, message, parse_imap_date, select_info, seqset,
+		      status_items)
 
 
 def setup(ctx, n=4, flags=None):

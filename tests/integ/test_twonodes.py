@@ -6,8 +6,8 @@ import signal
 import threading
 import time
 
-from integlib import (Fail, Lit, View, eq, expect, flagset, list_mailboxes, message, parse,
-		      select_info, status_items)
+from integlib import (Lit, View, eq, expect, flagset, list_mailboxes, message, select_info,
+		      status_items)
 
 
 def contents(c, mbox="INBOX"):

@@ -78,11 +78,13 @@ if [ -n "$need_pkgs" ]; then
 	log "installing$need_pkgs"
 	export DEBIAN_FRONTEND=noninteractive
 	# shellcheck disable=SC2086
-	if ! apt-get install -y -q --no-install-recommends $need_pkgs \
+	if ! apt-get install -y -q -o DPkg::Lock::Timeout=300 \
+		--no-install-recommends $need_pkgs \
 		>"${TMPDIR:-/tmp}/kura-rgw-apt.log" 2>&1; then
 		apt-get update -q >>"${TMPDIR:-/tmp}/kura-rgw-apt.log" 2>&1 ||:
 		# shellcheck disable=SC2086
-		apt-get install -y -q --no-install-recommends $need_pkgs \
+		apt-get install -y -q -o DPkg::Lock::Timeout=300 \
+			--no-install-recommends $need_pkgs \
 			>>"${TMPDIR:-/tmp}/kura-rgw-apt.log" 2>&1 ||
 			die "apt-get install failed, see ${TMPDIR:-/tmp}/kura-rgw-apt.log"
 	fi
@@ -91,17 +93,22 @@ fi
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-# Unix sockets (admin sockets) are limited to 107 bytes.
+# Unix sockets (admin sockets) are limited to 107 bytes; ceph.conf
+# values and our command lines do not quote.
 if [ ${#DIR} -gt 60 ]; then
 	die "DIR path too long for admin sockets (max 60 bytes): $DIR"
 fi
+case $DIR in
+*[!A-Za-z0-9/._-]*) die "DIR may hold only A-Z a-z 0-9 / . _ -: $DIR" ;;
+esac
 
 # One start or stop at a time per directory.
 exec 9>"$DIR/.lock"
 flock -w "$TIMEOUT" 9 || die "$DIR is locked by another start/stop"
 
 # ---- stop what an earlier run left ----
-sh "$(dirname "$0")/stop-rgw.sh" "$DIR" --locked >&2
+HERE=$(cd "$(dirname "$0")" && pwd)
+sh "$HERE/stop-rgw.sh" "$DIR" --locked >&2
 
 step "old daemons stopped"
 port_busy() {
@@ -125,6 +132,9 @@ rm -rf "$DIR/mon" "$DIR/osd" "$DIR/run" "$DIR/log" "$DIR/monmap" \
 	"$DIR/ceph.conf" "$DIR/env" "$DIR/pids"
 mkdir -p "$DIR/mon" "$DIR/osd" "$DIR/run" "$DIR/log"
 : >"$DIR/pids"
+# A failed start leaves nothing running.
+# shellcheck disable=SC2154
+trap 'rc=$?; if [ $rc -ne 0 ]; then sh "$HERE/stop-rgw.sh" "$DIR" --locked >&2; fi' EXIT
 
 FSID=$(cat /proc/sys/kernel/random/uuid)
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
@@ -177,7 +187,9 @@ mon_osd_down_out_interval = 0
 [$RGW_NAME]
 rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw_thread_pool_size = 64
-rgw_dns_name = s3.kura.test
+# bucket.localhost:PORT works for virtual-host style (curl resolves
+# *.localhost to loopback itself)
+rgw_dns_name = localhost
 EOF
 : >"$DIR/keyring"
 

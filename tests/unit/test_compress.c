@@ -60,7 +60,8 @@ static void fill_imap_text(uint8_t *p, size_t n)
 		size_t l = strlen(s);
 
 		if (rnd() % 4 == 0) {
-			snprintf(num, sizeof(num), "%u ", (unsigned)(rnd() % 100000));
+			snprintf(num, sizeof(num), "%u ",
+				 (unsigned)(rnd() % 100000));
 			s = num;
 			l = strlen(num);
 		}
@@ -751,8 +752,8 @@ static char tmpdir[] = "/tmp/kura-test-compress.XXXXXX";
 static const char py_inflate[] =
 	"import sys, zlib\n"
 	"d = zlib.decompressobj(-15)\n"
-	"sys.stdout.buffer.write(d.decompress(open(sys.argv[1], 'rb').read()))\n"
-	"sys.stdout.buffer.write(b'EOF' if d.eof else b'')\n";
+	"data = open(sys.argv[1], 'rb').read()\n"
+	"sys.stdout.buffer.write(d.decompress(data))\n";
 
 /* Compresses a file in random pieces, each followed by a sync flush
  * (sometimes a full flush); "1" as the last argument ends the stream. */
@@ -766,11 +767,36 @@ static const char py_deflate[] =
 	"while i < len(data):\n"
 	"    n = rnd.randint(1, 70000)\n"
 	"    out.write(c.compress(data[i:i + n]))\n"
-	"    f = zlib.Z_FULL_FLUSH if rnd.random() < 0.1 else zlib.Z_SYNC_FLUSH\n"
+	"    f = zlib.Z_SYNC_FLUSH\n"
+	"    if rnd.random() < 0.1:\n"
+	"        f = zlib.Z_FULL_FLUSH\n"
 	"    out.write(c.flush(f))\n"
 	"    i += n\n"
 	"if sys.argv[4] == '1':\n"
 	"    out.write(c.flush(zlib.Z_FINISH))\n";
+
+/* Client-like traffic: commands, each followed by a flush of the given
+ * kind; writes frames "clen:u32be total:u32be compressed plain" so the
+ * test can feed exactly the bytes of one flush at a time. */
+static const char py_frames[] =
+	"import random, struct, sys, zlib\n"
+	"rnd = random.Random(int(sys.argv[3]))\n"
+	"mode = getattr(zlib, sys.argv[1])\n"
+	"c = zlib.compressobj(int(sys.argv[2]), zlib.DEFLATED, -15)\n"
+	"words = [b'a001 ', b'UID FETCH ', b'1:* ', b'(FLAGS BODY.PEEK[]) ',\n"
+	"         b'NOOP', b'IDLE', b'DONE', b'x', b'SELECT INBOX',\n"
+	"         b'\\r\\n']\n"
+	"total = 0\n"
+	"out = sys.stdout.buffer\n"
+	"for i in range(1500):\n"
+	"    k = rnd.randint(1, 8)\n"
+	"    p = b''.join(rnd.choice(words) for _ in range(k))\n"
+	"    if rnd.random() < 0.02:\n"
+	"        k = rnd.randint(1, 3000)\n"
+	"        p += bytes(rnd.randrange(256) for _ in range(k))\n"
+	"    z = c.compress(p) + c.flush(mode)\n"
+	"    total += len(p)\n"
+	"    out.write(struct.pack('>II', len(z), total) + z + p)\n";
 
 static bool write_file(const char *path, const void *p, size_t n)
 {
@@ -898,6 +924,72 @@ static void test_we_inflate_python(const char *dpath, const uint8_t *data,
 	compress_in_destroy(&ci);
 }
 
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+		(uint32_t)p[2] << 8 | p[3];
+}
+
+/* After each flush of Python's zlib (sync, full, partial, or even
+ * Z_BLOCK) the bytes so far decode to everything sent so far: a client's
+ * command never waits inside the decompressor. */
+static void test_python_flush_kinds(const char *fpath)
+{
+	static const char *const modes[] = {
+		"Z_SYNC_FLUSH", "Z_FULL_FLUSH", "Z_PARTIAL_FLUSH", "Z_BLOCK",
+	};
+
+	for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
+		for (int level = 1; level <= 9; level += 4) {
+			struct compress_in *ci = compress_in_create();
+			struct buf frames, plain, sent;
+			char cmd[512];
+			size_t off = 0, nframes = 0, lagged = 0;
+			bool ok = true;
+
+			buf_init(&frames, 0);
+			buf_init(&plain, 16 * MIB);
+			buf_init(&sent, 0);
+			snprintf(cmd, sizeof(cmd), "python3 %s %s %d %d", fpath,
+				 modes[m], level, (int)m * 10 + level);
+			CHECK(run_collect(cmd, &frames));
+			const uint8_t *f = buf_head(&frames);
+			size_t flen = buf_used(&frames);
+
+			while (ok && off + 8 <= flen) {
+				size_t clen = get_be32(f + off);
+				size_t total = get_be32(f + off + 4);
+				size_t plen = total - buf_used(&sent);
+
+				off += 8;
+				if (off + clen + plen > flen) {
+					ok = false;
+					break;
+				}
+				ssize_t r = compress_in_feed(ci, f + off, clen,
+							     &plain);
+
+				ok = r == (ssize_t)clen;
+				buf_append(&sent, f + off + clen, plen);
+				off += clen + plen;
+				nframes++;
+				if (buf_used(&plain) != buf_used(&sent))
+					lagged++;
+			}
+			CHECK(ok);
+			CHECK_EQ_INT(nframes, 1500);
+			CHECK_EQ_INT(lagged, 0);
+			CHECK(buf_used(&plain) == buf_used(&sent) &&
+			      memcmp(buf_head(&plain), buf_head(&sent),
+				     buf_used(&sent)) == 0);
+			buf_deinit(&frames);
+			buf_deinit(&plain);
+			buf_deinit(&sent);
+			compress_in_destroy(&ci);
+		}
+	}
+}
+
 static void test_python(void)
 {
 	if (system("python3 -c 'import zlib' >/dev/null 2>&1") != 0) {
@@ -909,14 +1001,16 @@ static void test_python(void)
 		CHECK(false);
 		return;
 	}
-	char ipath[300], dpath[300], p1[300], p2[300];
+	char ipath[300], dpath[300], fpath[300], p1[300], p2[300];
 
 	snprintf(ipath, sizeof(ipath), "%s/inflate.py", tmpdir);
 	snprintf(dpath, sizeof(dpath), "%s/deflate.py", tmpdir);
+	snprintf(fpath, sizeof(fpath), "%s/frames.py", tmpdir);
 	snprintf(p1, sizeof(p1), "%s/plain", tmpdir);
 	snprintf(p2, sizeof(p2), "%s/ours.deflate", tmpdir);
 	CHECK(write_file(ipath, py_inflate, strlen(py_inflate)));
 	CHECK(write_file(dpath, py_deflate, strlen(py_deflate)));
+	CHECK(write_file(fpath, py_frames, strlen(py_frames)));
 
 	size_t len = 2 * MIB;
 	uint8_t *data = xmalloc(len);
@@ -934,9 +1028,11 @@ static void test_python(void)
 	test_we_inflate_python(p1, data, len, 6, false);
 	test_we_inflate_python(p1, data, len, 9, true);
 	test_we_inflate_python(p1, data, len, 0, false);	/* stored */
+	test_python_flush_kinds(fpath);
 
 	unlink(ipath);
 	unlink(dpath);
+	unlink(fpath);
 	unlink(p1);
 	unlink(p2);
 	rmdir(tmpdir);

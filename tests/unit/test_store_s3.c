@@ -375,6 +375,18 @@ static enum fake_action h_no_range(struct fake_req *rq, int fd)
 	return FAKE_KEEP;
 }
 
+/* ... and sends no Content-Length either */
+static enum fake_action h_no_range_chunked(struct fake_req *rq, int fd)
+{
+	static const char resp[] =
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n";
+
+	(void)rq;
+	fake_write(fd, resp, sizeof(resp) - 1);
+	return FAKE_KEEP;
+}
+
 static enum fake_action h_wrong_range(struct fake_req *rq, int fd)
 {
 	(void)rq;
@@ -621,6 +633,14 @@ static void fake_get_checks(struct store *s)
 	      memcmp(buf_head(&b), "<3456893456789", 14) == 0);
 	CHECK(fake_header(&fake_last, "Range", range, sizeof(range)) != NULL &&
 	      strcmp(range, "bytes=3-") == 0);
+	fake_set(h_no_range_chunked);
+	buf_reset(&b);
+	CHECK_EQ_INT(store_get(s, "k", 3, 4, &b, NULL), 0);
+	CHECK(buf_used(&b) == 4 && memcmp(buf_head(&b), "3456", 4) == 0);
+	CHECK_EQ_INT(store_get(s, "k", 8, STORE_LEN_ALL, &b, NULL), 0);
+	CHECK(buf_used(&b) == 6 && memcmp(buf_head(&b), "345689", 6) == 0);
+	CHECK_EQ_INT(store_get(s, "k", 10, 1, &b, NULL), 0);
+	CHECK_EQ_INT(buf_used(&b), 6);
 	/* 206 for a range we did not ask for */
 	fake_set(h_wrong_range);
 	buf_reset(&b);
@@ -869,6 +889,18 @@ static void fake_other_checks(struct store *s)
 	CHECK_EQ_INT(store_list(s, "a\n", NULL, 10, &l, &err), KURA_EINVAL);
 	CHECK_EQ_INT(store_list(s, "a", "\x01", 10, &l, &err), KURA_EINVAL);
 
+	/* the start-up check: a server that ignores If-None-Match */
+	fake_set(h_ok);
+	err = NULL;
+	CHECK_EQ_INT(store_check_create_only(s, &err), KURA_EINVAL);
+	CHECK(err != NULL && strstr(err, "ignores create-only PUT") != NULL);
+	CHECK_EQ_STR(fake_last.method, "DELETE");
+	CHECK(strncmp(fake_last.target, "/bkt/kura-probe/create-only/", 28) ==
+	      0);
+	fake_set(h_403);
+	CHECK_EQ_INT(store_check_create_only(s, &err), KURA_EUNAVAIL);
+	CHECK(strstr(err, "AccessDenied") != NULL);
+
 	/* invalid keys never reach the server */
 	fake_set(NULL);
 	CHECK_EQ_INT(store_put(s, "a//b", "x", 1, 0, NULL, &err), KURA_EINVAL);
@@ -924,17 +956,69 @@ static void fake_fault_checks(void)
 	buf_deinit(&b);
 }
 
+/* Virtual-host style: the bucket goes into the host name (curl sends
+ * *.localhost to loopback without DNS). */
+static void fake_vhost_checks(void)
+{
+	struct store_s3_options o;
+	struct store *s = NULL;
+	struct store_list l;
+	const char *err = NULL;
+	char url[96], v[128], want[128];
+
+	memset(&o, 0, sizeof(o));
+	o.access_key = "a";
+	o.secret_key = "b";
+	o.virtual_host = true;
+	snprintf(url, sizeof(url), "http://localhost:%d/bkt", fake_port);
+	CHECK_EQ_INT(store_s3_create(url, &o, &s, &err), 0);
+	if (s == NULL)
+		return;
+	fake_set(h_ok);
+	CHECK_EQ_INT(store_put(s, "a/b c", "x", 1, 0, NULL, &err), 0);
+	CHECK_EQ_STR(fake_last.target, "/a/b%20c");
+	snprintf(want, sizeof(want), "bkt.localhost:%d", fake_port);
+	CHECK(fake_header(&fake_last, "Host", v, sizeof(v)) != NULL &&
+	      strcmp(v, want) == 0);
+	fake_set(h_list);
+	CHECK_EQ_INT(store_list(s, "p/", NULL, 1, &l, &err), 0);
+	CHECK_EQ_STR(fake_last.target, "/?list-type=2&max-keys=1&prefix=p%2F");
+	store_list_free(&l);
+	store_close(&s);
+}
+
 static void fake_suite(struct store *s)
 {
 	fake_get_checks(s);
 	fake_put_checks(s);
 	fake_other_checks(s);
 	fake_fault_checks();
+	fake_vhost_checks();
+}
+
+/* Above 1 MiB curl asks for "100 Continue" and, from a server that
+ * never sends it, waits for a second before it sends the body anyway:
+ * the socket's poll changes from read to write on a timer, not on an
+ * event of the socket itself. */
+static void fake_expect_checks(struct store *s)
+{
+	size_t n = 2u << 20;
+	uint8_t *data = xmalloc(n);
+	char v[64];
+
+	memset(data, 'e', n);
+	fake_set(h_ok);
+	CHECK_EQ_INT(store_put(s, "expect", data, n, 0, NULL, NULL), 0);
+	CHECK_EQ_INT(fake_last.body_len, n);
+	CHECK(fake_header(&fake_last, "Expect", v, sizeof(v)) != NULL &&
+	      strcmp(v, "100-continue") == 0);
+	free(data);
 }
 
 static void fake_suite_task(void *arg)
 {
 	fake_suite(arg);
+	fake_expect_checks(arg);
 }
 
 /* Many tasks against a slow server: they wait together, the loop runs
@@ -1839,6 +1923,36 @@ static void real_bench(struct store *s)
 	bench_run(s, false, 32, 2000);
 }
 
+/* The same server in virtual-host style: start-rgw.sh sets
+ * rgw_dns_name = localhost. */
+static void real_vhost(const char *url)
+{
+	struct store_s3_options o;
+	struct store *s = NULL;
+	const char *err = NULL;
+	char vurl[256], key[256];
+
+	if (strncmp(url, "http://127.0.0.1:", 17) != 0)
+		return;
+	snprintf(vurl, sizeof(vurl), "http://localhost:%s", url + 17);
+	memset(&o, 0, sizeof(o));
+	o.access_key = getenv("AWS_ACCESS_KEY_ID");
+	o.secret_key = getenv("AWS_SECRET_ACCESS_KEY");
+	o.region = getenv("AWS_REGION");
+	o.virtual_host = true;
+	CHECK_EQ_INT(store_s3_create(vurl, &o, &s, &err), 0);
+	if (s == NULL)
+		return;
+	snprintf(key, sizeof(key), "%s/vhost/a b", P);
+	err = NULL;
+	CHECK_EQ_INT(store_put(s, key, "vh", 2, 0, NULL, &err), 0);
+	if (err != NULL)
+		fprintf(stderr, "vhost put: %s\n", err);
+	CHECK(get_is(s, key, "vh"));
+	CHECK_EQ_INT(store_del(s, key, NULL), 0);
+	store_close(&s);
+}
+
 static void test_real(const char *url)
 {
 	struct store *s = NULL;
@@ -1863,6 +1977,7 @@ static void test_real(const char *url)
 		real_bench(s);
 	store_close(&s);
 	real_lost_answer(url + 3);
+	real_vhost(url + 3);
 }
 
 int main(void)
