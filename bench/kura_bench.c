@@ -40,7 +40,7 @@
 
 #define BENCH_VERSION "1"
 #define RESP_MAX (256u << 20)		/* one response, literals included */
-#define LINE_CAP 8192			/* one command line */
+#define LINE_CAP 2048			/* one command line */
 #define MINE_MAX 64			/* own APPENDs remembered for EXPUNGE */
 #define ENVELOPE_WINDOW 50
 #define MODEL_MAX 20000000u		/* messages in one mailbox view */
@@ -1749,6 +1749,8 @@ static void sess_read(struct sess *s)
 		}
 		s->tls_want_write = false;
 		B.bytes_in += (uint64_t)n;
+		/* the reply to a command sent in an earlier round may be here */
+		B.now = time_mono_usec();
 		while (off < (size_t)n) {
 			struct kstr resp;
 			size_t used = 0;

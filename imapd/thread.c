@@ -19,7 +19,7 @@
 /* Comment nesting inside a msg-id before it is taken as garbage. */
 #define ID_MAX_COMMENT_DEPTH 32
 /* What a distinct ID costs beyond its bytes (table entry at half load,
- * node), and a reference, for THREAD_MAX_REFS_MEMORY. */
+ * node, sorting scratch), and a reference, for THREAD_MAX_REFS_MEMORY. */
 #define ID_COST 128
 #define REF_COST 8
 
@@ -317,7 +317,6 @@ static size_t intern(struct tctx *t, const uint8_t *p, size_t len)
 	buf_append(&t->idpool, p, len);
 	e->node = node_new(t, NONE);
 	t->tab_count++;
-	t->mem += len + ID_COST;
 	return e->node;
 }
 
@@ -327,7 +326,6 @@ static void refs_push(struct tctx *t, size_t node)
 		xgrow((void **)&t->refs, &t->refs_cap, t->nrefs + 1,
 		      sizeof(*t->refs));
 	t->refs[t->nrefs++] = node;
-	t->mem += REF_COST;
 }
 
 /* Message i's references: the IDs of its References value, else the
@@ -336,6 +334,7 @@ static void collect_refs(struct tctx *t, size_t i, struct kstr v)
 {
 	struct tmsg *m = &t->msgs[i];
 	size_t pos = 0, count = 0, len;
+	size_t pool0 = t->idpool.len, ids0 = t->tab_count;
 
 	m->ref0 = t->nrefs;
 	m->nrefs = 0;
@@ -362,6 +361,10 @@ static void collect_refs(struct tctx *t, size_t i, struct kstr v)
 				    m->irt.len));
 		m->nrefs = 1;
 	}
+	/* Only what references add counts: message IDs cost in proportion
+	 * to the mailbox, like the rest of the index. */
+	t->mem += (t->idpool.len - pool0) + (t->tab_count - ids0) * ID_COST +
+		  m->nrefs * REF_COST;
 }
 
 /* Whether making p the parent of c would close a loop: p is c or a

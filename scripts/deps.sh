@@ -3,7 +3,7 @@
 set -e
 PKGS="build-essential clang libclang-rt-14-dev liburing-dev liblmdb-dev lmdb-utils \
 libjansson-dev libisal-dev libcurl4-openssl-dev libssl-dev libcrypt-dev \
-openssl python3 isync valgrind"
+openssl python3 isync valgrind radosgw ceph-mon ceph-osd ceph-common"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -39,6 +39,22 @@ static int store_open_s3(const char *url, struct store **store_r,
 				"or \"virtual\"";
 		return KURA_EINVAL;
 	}
+	/* http(s)://host/bucket/prefix...: the prefix is ours, not S3's. */
+	const char *hostpart = strstr(url, "://");
+	const char *slash = hostpart != NULL ? strchr(hostpart + 3, '/') : NULL;
+	const char *slash2 = slash != NULL ? strchr(slash + 1, '/') : NULL;
+	if (slash2 != NULL && slash2[1] != '\0' && !o.virtual_host) {
+		char *base = xmalloc((size_t)(slash2 - url) + 1);
+		memcpy(base, url, (size_t)(slash2 - url));
+		base[slash2 - url] = '\0';
+		struct store *inner = NULL;
+		int ret = store_s3_create(base, &o, &inner, error_r);
+		free(base);
+		if (ret < 0)
+			return ret;
+		*store_r = store_prefix_wrap(inner, slash2 + 1);
+		return 0;
+	}
 	return store_s3_create(url, &o, store_r, error_r);
 }
 

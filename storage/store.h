@@ -122,6 +122,10 @@ static inline int store_list(struct store *s, const char *prefix,
 	return s->ops->list(s, prefix, after, max, out, error_r);
 }
 
+/* Wraps inner so that every key lives under prefix + "/" (takes
+ * ownership of inner). For "s3:http://host/bucket/PREFIX" specs. */
+struct store *store_prefix_wrap(struct store *inner, const char *prefix);
+
 /* The fs backend: objects are files under dir (created if missing). */
 int store_fs_create(const char *dir, struct store **store_r,
 		    const char **error_r);

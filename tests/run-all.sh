@@ -8,6 +8,18 @@ cd "$(dirname "$0")/.." || exit 1
 LOG=$(mktemp -d /tmp/kura-test.XXXXXX)
 status=0
 
+# A real S3 server (Ceph RGW) on 127.0.0.1 for the s3 backend's tests.
+RGW=/tmp/kura-rgw.$$
+if sh tests/s3/start-rgw.sh "$RGW" >/dev/null 2>"$LOG/rgw.log"; then
+	. "$RGW/env"
+	export KURA_S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+else
+	echo "rgw: start failed:"; tail -20 "$LOG/rgw.log"
+	echo "rgw: 0 passed, 1 failed" > "$LOG/rgw-start.out"
+	status=1
+fi
+trap 'sh tests/s3/stop-rgw.sh "$RGW" >/dev/null 2>&1' EXIT
+
 echo "== unit tests"
 for t in "$B"/tests/test_*; do
 	[ -x "$t" ] || continue
@@ -26,9 +38,16 @@ if [ -x "$B/tests/fuzz-replay" ]; then
 	tail -1 "$LOG/fuzz.out"
 fi
 
-echo "== integration tests"
+echo "== integration tests (fs backend)"
 KURA_BIN="$B/kura-imapd" python3 tests/integ/run.py > "$LOG/integ.out" 2>&1 || status=1
 grep -vE '^(ok|PASS) ' "$LOG/integ.out" | tail -60
+
+if [ -n "$KURA_S3_URL" ]; then
+	echo "== integration tests (s3 backend, Ceph RGW)"
+	KURA_BIN="$B/kura-imapd" KURA_STORE="$KURA_S3_URL/run$$/{module}" \
+		python3 tests/integ/run.py > "$LOG/integ-s3.out" 2>&1 || status=1
+	grep -vE '^(ok|PASS) ' "$LOG/integ-s3.out" | tail -60
+fi
 
 passed=0; failed=0
 for f in "$LOG"/*.out; do

@@ -10,6 +10,7 @@
 
 int fuzz_imap_parser_one(const uint8_t *data, size_t size);
 int fuzz_mime_one(const uint8_t *data, size_t size);
+int fuzz_index_one(const uint8_t *data, size_t size);
 
 struct target {
 	const char *name;
@@ -19,6 +20,7 @@ struct target {
 static const struct target targets[] = {
 	{ "imap_parser", fuzz_imap_parser_one },
 	{ "mime", fuzz_mime_one },
+	{ "index", fuzz_index_one },
 };
 
 static int replay_dir(const char *dir, const struct target *t, unsigned *count)

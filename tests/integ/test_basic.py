@@ -697,3 +697,85 @@ def test_imaplib_session(ctx):
 	eq(data, [b"1"], "imaplib SEARCH FLAGGED")
 	eq(m.close()[0], "OK", "imaplib CLOSE")
 	eq(m.logout()[0], "BYE", "imaplib LOGOUT")
+
+
+# ------------------------------------------------------------ hostile numbers and nesting
+
+def test_number_overflows(ctx):
+	c = ctx.login()
+	c.select("INBOX")
+	c.append("INBOX", message())
+	c.ok("NOOP")
+	for cmd in ("FETCH 4294967296 FLAGS", "FETCH 99999999999999999999 FLAGS",
+		    "FETCH 1:99999999999999999999 FLAGS", "UID FETCH 4294967296 FLAGS",
+		    "FETCH 1 BODY[]<99999999999999999999>", "FETCH 1 BODY[]<0.99999999999999999999>",
+		    "FETCH 1 BODY[4294967296]", "SEARCH LARGER 99999999999999999999",
+		    "STORE 18446744073709551617 +FLAGS (\\Seen)", "FETCH -1 FLAGS"):
+		r = c.cmd(cmd)
+		expect(r.status in ("BAD", "NO"), "%s: want BAD/NO, got %r" % (cmd, r))
+		c.ok("NOOP")
+	r = c.ok("UID FETCH 1:4294967295 UID")
+	eq(len(r.fetch_list()), 1, "UID FETCH 1:4294967295")
+	r = c.ok("FETCH 1 BODY.PEEK[]<4294967295.10>")
+	eq(list(r.fetches()[1].values()), [b""], "partial starting at 2^32-1")
+	# <0.0> breaks the grammar (the length is an nz-number): BAD, or
+	# leniently an empty string.
+	r = c.cmd("FETCH 1 BODY.PEEK[]<0.0>")
+	expect(r.status == "BAD" or (r.status == "OK" and list(r.fetches().get(1, {}).values()) == [b""]),
+	       "BODY[]<0.0>: %r %r" % (r, r.untagged))
+
+
+def test_literal_size_overflows(ctx):
+	for head in ("a LOGIN {18446744073709551616}\r\n", "a LOGIN {99999999999999999999999}\r\n",
+		     "a LOGIN {-1}\r\n", "a LOGIN {1x}\r\n", "a LOGIN {4294967296+}\r\n"):
+		c = ctx.conn()
+		try:
+			c.send(head)
+			line = c.read_response()
+		except (Closed, OSError):
+			continue	# closing is acceptable
+		expect(not line.startswith(b"+"), "%r invited a literal: %r" % (head, line))
+		st = status_of(line)
+		expect(st and st[1] in ("BAD", "NO", "BYE"), "%r: %r" % (head, line))
+
+
+def test_deep_nesting_and_many_arguments(ctx):
+	c = ctx.login()
+	c.select("INBOX")
+	c.append("INBOX", message())
+	c.ok("NOOP")
+	deep = "SEARCH " + "(" * 2000 + "ALL" + ")" * 2000
+	wide = "FETCH 1 (" + " ".join(["FLAGS"] * 20000) + ")"
+	ors = "SEARCH " + "OR " * 500 + "SEEN " * 501
+	for cmd in (deep, wide, ors):
+		try:
+			r = c.cmd(cmd)
+		except (Closed, OSError):
+			c = ctx.login()		# BYE for an absurd command is acceptable
+			c.select("INBOX")
+			continue
+		expect(r.status in ("OK", "BAD", "NO"), "%s...: %r" % (cmd[:30], r))
+		c.ok("NOOP")
+
+
+def test_literal_plus_contents_never_run(ctx):
+	# A non-synchronizing literal's bytes are data even when the command
+	# fails (missing mailbox) or is unknown.
+	c = ctx.login()
+	evil = b"E1 LOGOUT\r\nE2 CREATE smuggled\r\n"
+	c.send(b"A1 APPEND nosuchbox {%d+}\r\n%s\r\n" % (len(evil), evil))
+	c.send(b"A2 XYZZY {%d+}\r\n%s\r\n" % (len(evil), evil))
+	c.send(b"A3 SELECT {%d+}\r\n%s\r\n" % (len(evil), evil))
+	c.send(b"A4 NOOP\r\n")
+	seen = []
+	while True:
+		line = c.read_response()
+		seen.append(line)
+		if line.startswith(b"A4 "):
+			break
+	for line in seen:
+		expect(not line.startswith(b"E1 ") and not line.startswith(b"E2 ") and b"* BYE" not in line,
+		       "literal contents executed as commands: %r" % seen)
+	expect(any(l.startswith(b"A1 NO") for l in seen), "APPEND to a missing mailbox: %r" % seen)
+	expect("smuggled" not in {t[4].decode() if isinstance(t[4], bytes) else str(t[4])
+				  for t in c.ok('LIST "" "*"').data("LIST")}, "smuggled CREATE ran")

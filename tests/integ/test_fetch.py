@@ -332,6 +332,11 @@ def test_fetch_header_fields(ctx):
 					probs.append("response names section %r for request %r" % (key, k))
 		if got != v:
 			probs.append("%s: got %r, want %r" % (k, got, v))
+	f, _ = fetch1(c, 1, 'BODY.PEEK[HEADER.FIELDS ("Subject" X-Custom)]')
+	eq(list(f.values()), [b"Subject: Simple\r\n folded subject\r\nX-Custom: value\r\n\r\n"],
+	   "HEADER.FIELDS with a quoted field name")
+	f, _ = fetch1(c, 1, "(BODY.PEEK[]<0.5> BODY.PEEK[]<5.5>)")
+	eq((f.get("BODY[]<0>"), f.get("BODY[]<5>")), (SIMPLE[:5], SIMPLE[5:10]), "two partials of one section")
 	f, _ = fetch1(c, 2, "BODY.PEEK[4.HEADER.FIELDS (SUBJECT)]")
 	eq(list(f.values())[0], b"Subject: inner message\r\n\r\n", "BODY[4.HEADER.FIELDS (SUBJECT)]")
 	if probs:

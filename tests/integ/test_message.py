@@ -586,3 +586,31 @@ def test_uid_ranges_with_holes(ctx):
 	eq(r.search(), [uids[0], uids[2]], "UID SEARCH over expunged UIDs")
 	r = c.ok("UID STORE %d +FLAGS (\\Seen)" % uids[1])
 	eq(r.fetch_list(), [], "UID STORE of an expunged UID")
+
+
+def test_thousand_messages(ctx):
+	c = ctx.login()
+	n = 1000
+	msgs = [message(subject="many %d" % i, body="n=%d\n" % i) for i in range(n)]
+	for start in range(0, n, 100):
+		c.send(b"".join(b"M%d APPEND INBOX {%d+}\r\n%s\r\n" % (i, len(msgs[i]), msgs[i])
+				for i in range(start, min(n, start + 100))))
+		for i in range(start, min(n, start + 100)):
+			r = c.read_until("M%d" % i)
+			eq(r.status, "OK", "APPEND %d (%r)" % (i, r))
+	r = c.select("INBOX")
+	eq(select_info(r)["EXISTS"], [n], "EXISTS")
+	uids = [int(i["UID"]) for _s, i in sorted(c.ok("FETCH 1:* (UID)").fetch_list())]
+	eq(len(set(uids)), n, "distinct UIDs")
+	v = View(uids)
+	c.ok("STORE %s +FLAGS.SILENT (\\Deleted)" % ",".join(str(i) for i in range(1, n + 1, 3)))
+	eq(c.ok("SEARCH DELETED").search(), list(range(1, n + 1, 3)), "SEARCH DELETED")
+	r = c.ok("EXPUNGE")
+	gone = v.expunged_by(r)
+	eq(sorted(gone), sorted(uids[i] for i in range(0, n, 3)), "expunged UIDs")
+	v.check(c, "after expunging every third message")
+	r = c.ok("UID SEARCH SUBJECT \"many 998\"")
+	eq(r.search(), [uids[998]], "SEARCH in a large mailbox")
+
+
+test_thousand_messages.timeout = 180

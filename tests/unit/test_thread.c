@@ -660,6 +660,53 @@ static void test_ref_limits(void)
 	buf_deinit(&refs);
 }
 
+/* Past THREAD_MAX_REFS_MEMORY, a message keeps only its parent
+ * reference. */
+static void test_ref_budget(void)
+{
+	enum { N = 6000 };
+	struct tm_def *defs = xcalloc(N + 2, sizeof(*defs));
+	char **strs = xcalloc(N, sizeof(*strs));
+	struct buf rb;
+
+	buf_init(&rb, 0);
+	for (uint32_t i = 0; i < N; i++) {
+		buf_reset(&rb);
+		for (int k = 0; k < THREAD_MAX_REFS; k++)
+			buf_printf(&rb, "<unique-%u-%d@x> ", i, k);
+		strs[i] = xstrdup(buf_cstr(&rb));
+		defs[i].uid = i + 1;
+		defs[i].date = (int)i;
+		defs[i].subject = "s";
+		defs[i].refs = strs[i];
+	}
+	/* Before the budget ran out, "<m@x> <gone@x>" would put the last
+	 * message below the one with ID m (through a pruned dummy); now only
+	 * <gone@x> counts, and the message is a thread of its own. */
+	defs[N] = (struct tm_def){ N + 1, N + 1, "<m@x>", "m", NULL, NULL };
+	defs[N + 1] = (struct tm_def){ N + 2, N + 2, "<n@x>", "n", NULL,
+				       "<m@x> <gone@x>" };
+	struct tbox b;
+	box_build(&b, defs, N + 2);
+	char *s = run(&b, REFS, true, NULL);
+	CHECK(well_formed(s, N + 2));
+	size_t len = strlen(s);
+	CHECK(len > 12 && strcmp(s + len - 12, "(6001)(6002)") == 0);
+	free(s);
+	/* The same two messages alone thread as one. */
+	box_free(&b);
+	box_build(&b, defs + N, 2);
+	s = run(&b, REFS, true, NULL);
+	CHECK_EQ_STR(s, "(6001 6002)");
+	free(s);
+	box_free(&b);
+	for (size_t i = 0; i < N; i++)
+		free(strs[i]);
+	free(strs);
+	free(defs);
+	buf_deinit(&rb);
+}
+
 /* Deep trees: no recursion anywhere. A chain where every message has a
  * second, leaf reply nests as deep as it is long. */
 static void test_deep(void)
@@ -763,6 +810,7 @@ int main(void)
 	test_ordered_subject();
 	test_edges();
 	test_ref_limits();
+	test_ref_budget();
 	test_deep();
 	test_hostile();
 	return test_done("thread");
