@@ -2618,7 +2618,7 @@ int main(int argc, char **argv)
 	B.setup_first = 0;
 	B.setup_n = need_setup ? nusers : 0;
 	B.idle_first = B.setup_n;
-	B.idle_n = B.profile == PROFILE_IDLE ? B.idle_conns : 0;
+	B.idle_n = B.idle_conns;
 	B.main_first = B.idle_first + B.idle_n;
 	B.main_n = B.clients;
 	B.nsess = B.main_first + B.main_n;

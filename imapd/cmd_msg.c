@@ -376,6 +376,8 @@ static int thread_get_refs(void *ctx, uint32_t uid, struct kstr *refs_r)
 	buf_reset(&rc->hdr);
 	buf_reset(&rc->val);
 	int ret = index_message_get(rc->s->acct, guid, 0, hsize, &rc->hdr, &error);
+	if (ret == KURA_ETOOBIG || ret == KURA_ENOTFOUND)
+		return 0;	/* treated as a message without References */
 	if (ret < 0)
 		return ret;
 	struct kstr h = buf_kstr(&rc->hdr);
@@ -419,7 +421,7 @@ void cmd_thread(struct cmd_ctx *cx)
 		session_tagged_error(s, cx->tag, ret, NULL, "THREAD");
 		return;
 	}
-	conn_printf(s->conn, "* THREAD ");
+	conn_printf(s->conn, "* THREAD%s", buf_used(&out) ? " " : "");
 	conn_write(s->conn, buf_head(&out), buf_used(&out));
 	conn_printf(s->conn, "\r\n");
 	buf_deinit(&out);

@@ -20,6 +20,7 @@ enum key_type {
 	KT_SIZE,	/* uint64_t, with K/M/G/T suffixes, [min, max] */
 	KT_PLAINTEXT_AUTH,
 	KT_LOG_LEVEL,
+	KT_BOOL,	/* yes|no (also true/false, on/off, 1/0) */
 };
 
 struct key_def {
@@ -88,6 +89,13 @@ static const struct key_def keys[] = {
 	{ "session-timeout", KT_UINT, OFF(session_timeout), 1, 604800,
 	  "1800", "SECONDS",
 	  "inactivity outside IDLE before BYE (RFC 3501: >= 30 min)", NULL },
+	{ "single-node", KT_BOOL, OFF(single_node), 0, 0, "no", "yes|no",
+	  "allow a store that ignores create-only PUT (only one node may "
+	  "use it)", NULL },
+	{ "body-cache", KT_PATH, OFF(body_cache), 0, 0, NULL, "DIR",
+	  "local cache of message bodies", "<cache>/bodies" },
+	{ "body-cache-size", KT_SIZE, OFF(body_cache_size), 0, 16ULL << 40,
+	  "1G", "SIZE", "bound of the body cache (0 disables it)", NULL },
 };
 
 enum {
@@ -348,6 +356,20 @@ static int set_value(struct parse_state *ps, const struct key_def *k,
 		}
 		*(enum plaintext_auth *)field = (enum plaintext_auth)e;
 		return 0;
+	case KT_BOOL: {
+		static const char *yes[] = { "yes", "true", "on", "1" };
+		static const char *no[] = { "no", "false", "off", "0" };
+		if (parse_enum(value, yes, ARRAY_SIZE(yes), &e) == 0) {
+			*(bool *)field = true;
+			return 0;
+		}
+		if (parse_enum(value, no, ARRAY_SIZE(no), &e) == 0) {
+			*(bool *)field = false;
+			return 0;
+		}
+		*reason_r = "expected yes or no";
+		return -EINVAL;
+	}
 	case KT_LOG_LEVEL:
 		if (parse_enum(value, log_level_names,
 			       ARRAY_SIZE(log_level_names), &e) < 0) {

@@ -66,6 +66,9 @@ struct kura_config {
 	char *pid_file;		/* NULL = none */
 	uint64_t cache_size;	/* bytes (LMDB map size) */
 	unsigned session_timeout;	/* seconds, outside IDLE */
+	bool single_node;	/* allow a store without create-only PUT */
+	char *body_cache;	/* directory, NULL = <cache>/bodies */
+	uint64_t body_cache_size;	/* bytes, 0 = no body cache */
 	char *config_file;	/* the --config file, or NULL */
 
 	/* private */

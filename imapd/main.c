@@ -13,6 +13,7 @@
 #include "imapd/tls.h"
 #include "imapd/users.h"
 #include "index/index.h"
+#include "lib/errors.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "storage/store.h"
@@ -65,6 +66,20 @@ int main(int argc, char **argv)
 		log_error("event=startup-failed what=store error=\"%s\"", error);
 		fprintf(stderr, "kura-imapd: store %s: %s\n", cfg.store, error);
 		return 1;
+	}
+	/* Several nodes may share the store only if it honours create-only
+	 * PUT: that is what keeps the change log linearizable. */
+	ret = store_check_create_only(store, &error);
+	if (ret == KURA_EINVAL && !cfg.single_node) {
+		log_error("event=startup-failed what=store-check error=\"create-only PUT not honoured\"");
+		fprintf(stderr, "kura-imapd: store %s does not honour create-only PUT "
+			"(If-None-Match: *); refusing to run where several nodes could share it "
+			"(set single-node = yes if only this node will ever use it)\n", cfg.store);
+		return 1;
+	} else if (ret < 0 && ret != KURA_EINVAL) {
+		/* The store is down: start anyway; clients get NO [UNAVAILABLE]
+		 * until it is back. */
+		log_warn("event=store-check-failed error=\"%s\"", error ? error : "unavailable");
 	}
 	struct cache *cache = NULL;
 	if (cache_open(cfg.cache, cfg.cache_size, &cache, &error) < 0) {

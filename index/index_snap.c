@@ -918,6 +918,13 @@ int index_snap_load(struct account *a, uint64_t seq, const char **error_r)
 				      buf_used(&b), error_r);
 		if (rc != 0)
 			goto out;
+		/* What the next ops assign must stay above what exists:
+		 * a new mailbox id, a new MODSEQ. */
+		if (id >= a->next_mailbox_id || mb->highestmodseq > a->modseq) {
+			*error_r = "snapshot mailbox is ahead of its account";
+			rc = KURA_ECORRUPT;
+			goto out;
+		}
 		mb->recent_floor = mb->uidnext;
 	}
 	uint64_t tref = 0;
