@@ -989,8 +989,7 @@ void cmd_append(struct cmd_ctx *cx)
 		}
 		const struct imap_arg *m = &cx->args[i++];
 		if (m->type == IMAP_ARG_STREAMED) {
-			struct conn_literal *l = m->stream_handle;
-			it->data = buf_kstr(&l->data);
+			it->data = conn_literal_bytes(m->stream_handle);
 		} else if (m->type == IMAP_ARG_LITERAL) {
 			it->data = m->str;
 		} else {

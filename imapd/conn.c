@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #define CONN_RBUF_SIZE 4096
 #define CONN_IN_MAX (256 * 1024)
 #define CONN_OUT_HIGH (256 * 1024)
+#define CONN_SPOOL_AT (256 * 1024)
 
 static void conn_process(struct conn *c);
 static void conn_recv_start(struct conn *c);
@@ -479,6 +482,10 @@ static void conn_free_literals(struct conn *c)
 		struct conn_literal *l = c->lits;
 		c->lits = l->next;
 		buf_deinit(&l->data);
+		if (l->map != NULL)
+			munmap(l->map, l->len);
+		if (l->fd >= 0)
+			close(l->fd);
 		free(l);
 	}
 	c->lit_cur = NULL;
@@ -773,6 +780,59 @@ static bool conn_literal_acceptable(struct conn *c)
 	return true;
 }
 
+/* ---- APPEND literals ---- */
+
+struct kstr conn_literal_bytes(struct conn_literal *l)
+{
+	if (l->fd >= 0)
+		return kstr_make(l->map, l->map != NULL ? l->len : 0);
+	return buf_kstr(&l->data);
+}
+
+static int literal_spool_open(struct conn *c, struct conn_literal *l)
+{
+	const char *dir = c->w->srv->set.spool_dir ? c->w->srv->set.spool_dir : "/tmp";
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_error("event=spool-failed dir=%s error=\"%s\"", dir, strerror(errno));
+		return -1;
+	}
+	l->fd = fd;
+	return 0;
+}
+
+static bool literal_append(struct conn *c, struct conn_literal *l, const uint8_t *p, size_t n)
+{
+	(void)c;
+	if (l->fd < 0)
+		return buf_append(&l->data, p, n);
+	while (n > 0) {
+		ssize_t w = write(l->fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("event=spool-write-failed error=\"%s\"", strerror(errno));
+			return false;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+static bool literal_finish(struct conn_literal *l)
+{
+	if (l->fd < 0 || l->len == 0)
+		return true;
+	void *m = mmap(NULL, l->len, PROT_READ, MAP_PRIVATE, l->fd, 0);
+	if (m == MAP_FAILED) {
+		log_error("event=spool-map-failed error=\"%s\"", strerror(errno));
+		return false;
+	}
+	l->map = m;
+	return true;
+}
+
 static void conn_process(struct conn *c)
 {
 	conn_tls_pull(c);
@@ -806,14 +866,19 @@ static void conn_process(struct conn *c)
 				break;
 			if (n > c->lit_remaining)
 				n = (size_t)c->lit_remaining;
-			if (!buf_append(&c->lit_cur->data, buf_head(&c->in), n)) {
-				conn_mark_dead(c, "literal-overflow");
+			if (!literal_append(c, c->lit_cur, buf_head(&c->in), n)) {
+				conn_mark_dead(c, "literal-spool-failed");
 				break;
 			}
 			buf_consume(&c->in, n);
 			c->lit_remaining -= n;
-			if (c->lit_remaining == 0)
+			if (c->lit_remaining == 0) {
+				if (!literal_finish(c->lit_cur)) {
+					conn_mark_dead(c, "literal-map-failed");
+					break;
+				}
 				imap_parser_literal_done(c->parser, c->lit_cur);
+			}
 			continue;
 		}
 		if (buf_used(&c->in) < 4096)
@@ -840,6 +905,16 @@ static void conn_process(struct conn *c)
 			}
 			struct conn_literal *l = xcalloc(1, sizeof(*l));
 			buf_init(&l->data, len ? len : 1);
+			l->fd = -1;
+			l->len = len;
+			if (len > CONN_SPOOL_AT && literal_spool_open(c, l) < 0) {
+				free(l);
+				imap_parser_literal_refuse(c->parser);
+				conn_printf(c, "%.*s NO [UNAVAILABLE] Cannot spool the message\r\n",
+					    (int)imap_parser_partial(c->parser)->tag.len,
+					    imap_parser_partial(c->parser)->tag.p);
+				break;
+			}
 			l->next = c->lits;
 			c->lits = l;
 			c->lit_cur = l;

@@ -43,6 +43,7 @@ struct server_settings {
 	unsigned idle_poll_sec;
 	unsigned session_timeout_sec;
 	uint64_t max_append_size;
+	const char *spool_dir;	/* large APPEND literals go here */
 };
 
 struct worker;
@@ -85,10 +86,19 @@ struct worker {
 };
 
 /* A literal streamed by the connection (APPEND message). */
+/* A literal streamed by the connection (APPEND message). Small ones
+ * stay in memory; large ones are spooled to an unlinked file and mapped
+ * when complete, so a connection's heap stays small. */
 struct conn_literal {
-	struct buf data;
+	struct buf data;	/* in memory (fd < 0) */
+	int fd;			/* spool file, or -1 */
+	uint8_t *map;		/* mapping of the spool file once complete */
+	uint64_t len;
 	struct conn_literal *next;
 };
+
+/* The complete bytes of a streamed literal. */
+struct kstr conn_literal_bytes(struct conn_literal *l);
 
 enum conn_wait {
 	CONN_WAIT_NONE = 0,

@@ -127,6 +127,11 @@ int main(int argc, char **argv)
 	srv.set.idle_poll_sec = cfg.idle_poll;
 	srv.set.session_timeout_sec = cfg.session_timeout;
 	srv.set.max_append_size = cfg.max_append_size;
+	/* Large APPEND literals are spooled beside the cache. */
+	char *spool = xmalloc(strlen(cfg.cache) + 8);
+	sprintf(spool, "%s/spool", cfg.cache);
+	mkdir(spool, 0700);
+	srv.set.spool_dir = spool;
 	srv.auth_limits = imap_parser_limits_default;
 	srv.auth_limits.max_append = cfg.max_append_size;
 
@@ -156,6 +161,7 @@ int main(int argc, char **argv)
 	if (tls != NULL)
 		tls_ctx_destroy(&tls);
 	free(srv.set.listeners);
+	free(spool);
 	if (cfg.pid_file != NULL)
 		unlink(cfg.pid_file);
 	config_free(&cfg);
