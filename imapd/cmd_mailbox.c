@@ -15,6 +15,18 @@
 
 #define HIER_SEP '/'
 
+/* SPECIAL-USE attribute names (RFC 6154), for LIST and CREATE. */
+static const struct {
+	uint32_t bit;
+	const char *name;
+} special_uses[] = {
+	{ MBOX_SPECIAL_ALL, "\\All" }, { MBOX_SPECIAL_ARCHIVE, "\\Archive" },
+	{ MBOX_SPECIAL_DRAFTS, "\\Drafts" }, { MBOX_SPECIAL_FLAGGED, "\\Flagged" },
+	{ MBOX_SPECIAL_JUNK, "\\Junk" }, { MBOX_SPECIAL_SENT, "\\Sent" },
+	{ MBOX_SPECIAL_TRASH, "\\Trash" },
+};
+
+
 static void write_flags_list(struct buf *b, const struct mailbox *mb, bool star)
 {
 	buf_append_str(b, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
@@ -236,21 +248,15 @@ static const struct index_op_result *commit_one(struct cmd_ctx *cx, struct index
 /* (USE (\\Drafts ...)) of CREATE-SPECIAL-USE (RFC 6154). */
 static bool parse_create_params(const struct imap_arg *l, uint32_t *special_r)
 {
-	static const struct { const char *name; uint32_t bit; } uses[] = {
-		{ "\\All", MBOX_SPECIAL_ALL }, { "\\Archive", MBOX_SPECIAL_ARCHIVE },
-		{ "\\Drafts", MBOX_SPECIAL_DRAFTS }, { "\\Flagged", MBOX_SPECIAL_FLAGGED },
-		{ "\\Junk", MBOX_SPECIAL_JUNK }, { "\\Sent", MBOX_SPECIAL_SENT },
-		{ "\\Trash", MBOX_SPECIAL_TRASH },
-	};
 	if (l->type != IMAP_ARG_LIST || l->list_count != 2 || !arg_is_atom(&l->list[0], "USE") ||
 	    l->list[1].type != IMAP_ARG_LIST)
 		return false;
 	for (size_t i = 0; i < l->list[1].list_count; i++) {
 		const struct imap_arg *a = &l->list[1].list[i];
 		bool found = false;
-		for (size_t k = 0; k < ARRAY_SIZE(uses); k++) {
-			if (arg_is_atom(a, uses[k].name)) {
-				*special_r |= uses[k].bit;
+		for (size_t k = 0; k < ARRAY_SIZE(special_uses); k++) {
+			if (arg_is_atom(a, special_uses[k].name)) {
+				*special_r |= special_uses[k].bit;
 				found = true;
 			}
 		}
@@ -466,16 +472,10 @@ static bool has_children(struct account *a, struct kstr name)
 
 static void special_use_attrs(struct buf *b, uint32_t su)
 {
-	static const struct { uint32_t bit; const char *name; } names[] = {
-		{ MBOX_SPECIAL_ALL, "\\All" }, { MBOX_SPECIAL_ARCHIVE, "\\Archive" },
-		{ MBOX_SPECIAL_DRAFTS, "\\Drafts" }, { MBOX_SPECIAL_FLAGGED, "\\Flagged" },
-		{ MBOX_SPECIAL_JUNK, "\\Junk" }, { MBOX_SPECIAL_SENT, "\\Sent" },
-		{ MBOX_SPECIAL_TRASH, "\\Trash" },
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		if (su & names[i].bit) {
+	for (size_t i = 0; i < ARRAY_SIZE(special_uses); i++) {
+		if (su & special_uses[i].bit) {
 			buf_append_str(b, " ");
-			buf_append_str(b, names[i].name);
+			buf_append_str(b, special_uses[i].name);
 		}
 	}
 }

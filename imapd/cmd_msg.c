@@ -430,28 +430,17 @@ void cmd_thread(struct cmd_ctx *cx)
 
 /* ---- STORE ---- */
 
-static void store_respond(struct session *s, const uint32_t *uids, size_t n, bool uid_cmd)
+/* FETCH responses after STORE: FLAGS (and MODSEQ under CONDSTORE), or
+ * only MODSEQ for .SILENT with UNCHANGEDSINCE (RFC 7162 3.1.3). */
+static void store_respond(struct session *s, const uint32_t *uids, size_t n, bool uid_cmd,
+			  bool with_flags)
 {
 	struct mailbox *mb = session_mailbox(s);
 	for (size_t i = 0; mb != NULL && i < n; i++) {
 		struct index_msg *m = mailbox_msg_by_uid(mb, uids[i]);
 		uint32_t msn = session_msn(s, uids[i]);
 		if (m != NULL && msn != 0)
-			session_write_flags_fetch(s, mb, m, msn, uid_cmd || s->qresync, true);
-	}
-}
-
-/* STORE .SILENT with UNCHANGEDSINCE still reports the new MODSEQs
- * (RFC 7162 3.1.3). */
-static void store_respond_modseq(struct session *s, const uint32_t *uids, size_t n,
-				 bool uid_cmd)
-{
-	struct mailbox *mb = session_mailbox(s);
-	for (size_t i = 0; mb != NULL && i < n; i++) {
-		struct index_msg *m = mailbox_msg_by_uid(mb, uids[i]);
-		uint32_t msn = session_msn(s, uids[i]);
-		if (m != NULL && msn != 0)
-			session_write_flags_fetch(s, mb, m, msn, uid_cmd || s->qresync, false);
+			session_write_flags_fetch(s, mb, m, msn, uid_cmd || s->qresync, with_flags);
 	}
 }
 
@@ -575,9 +564,9 @@ void cmd_store(struct cmd_ctx *cx)
 		index_txn_free(&t);
 	}
 	if (!silent)
-		store_respond(s, uids, n, cx->uid);
+		store_respond(s, uids, n, cx->uid, true);
 	else if (s->condstore && unchangedsince != 0)
-		store_respond_modseq(s, uids, n, cx->uid);
+		store_respond(s, uids, n, cx->uid, false);
 	session_tagged(s, cx->tag, "OK", buf_used(&modified) ? buf_cstr(&modified) : NULL,
 		       "%s", buf_used(&modified) ? "Some messages were modified" :
 		       "STORE completed");

@@ -19,7 +19,7 @@ for src in tests/fuzz/fuzz_*.c; do
 	clang $CFLAGS -o "$OUT/$name" "$src" $LIBSRC $LIBS
 	mkdir -p "tests/fuzz/regress/$target" "$OUT/corpus-$target"
 	dict=""
-	[ -f "tests/fuzz/$target.dict" ] && dict="-dict=tests/fuzz/$target.dict"
+	[ -f "tests/fuzz/$target.dict" ] && dict="-dict=tests/fuzz/$target.dict -max_len=65536"
 	seeds=""
 	[ -d "tests/fuzz/corpus/$target" ] && seeds="tests/fuzz/corpus/$target"
 	if "$OUT/$name" $dict -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 \

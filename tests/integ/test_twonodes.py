@@ -54,9 +54,28 @@ def test_two_nodes_interleaved_appends(ctx):
 
 
 def test_two_nodes_concurrent_appends(ctx):
+	_concurrent_appends(ctx, warm=True)
+
+
+def test_two_nodes_concurrent_first_login(ctx):
+	# The account's very first use happens on both nodes at once.
+	_concurrent_appends(ctx, warm=False)
+
+
+def _concurrent_appends(ctx, warm):
 	n2 = ctx.second_server()
 	u = ctx.user()
-	sessions = [ctx.login(u), ctx.login(u), ctx.login_to(n2, u), ctx.login_to(n2, u)]
+	if warm:
+		w = ctx.login(u)
+		w.select("INBOX")
+		w.ok("LOGOUT")
+		sessions = [ctx.login(u), ctx.login(u), ctx.login_to(n2, u), ctx.login_to(n2, u)]
+	else:
+		sessions = [ctx.conn(), ctx.conn(), ctx.conn_to(n2), ctx.conn_to(n2)]
+		for k, c in enumerate(sessions):
+			c.send("L%d LOGIN %s %s\r\n" % (k, u.name, u.password))
+		for k, c in enumerate(sessions):
+			eq(c.read_until("L%d" % k).status, "OK", "simultaneous first LOGIN %d" % k)
 	acked = {}
 	errors = []
 	lock = threading.Lock()
