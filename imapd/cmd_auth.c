@@ -10,6 +10,7 @@
 #include "index/index.h"
 #include "lib/errors.h"
 #include "lib/log.h"
+#include "lib/offload.h"
 #include "lib/task.h"
 #include "lib/util.h"
 #include "imapd/imap_util.h"
@@ -109,6 +110,17 @@ static bool plaintext_ok(struct session *s)
 	}
 }
 
+struct verify_job {
+	struct users *users;
+	struct kstr user, pass;
+};
+
+static int verify_run(void *arg)
+{
+	struct verify_job *j = arg;
+	return users_verify(j->users, j->user, j->pass.p, j->pass.len) ? 1 : 0;
+}
+
 /* Checks the password; on success schedules the account load and the
  * tagged reply (possibly on another worker), else answers NO. */
 static void auth_attempt(struct cmd_ctx *cx, struct kstr user, struct kstr pass)
@@ -119,7 +131,9 @@ static void auth_attempt(struct cmd_ctx *cx, struct kstr user, struct kstr pass)
 	const char *rerr = NULL;
 	if (users_reload_if_changed(s->srv->users, &rerr) < 0)
 		log_warn("event=users-reload-failed error=\"%s\"", rerr ? rerr : "");
-	bool ok = users_name_is_valid(user) && users_verify(s->srv->users, user, pass.p, pass.len);
+	/* A password hash costs milliseconds of CPU: not on the loop. */
+	struct verify_job vj = { s->srv->users, user, pass };
+	bool ok = users_name_is_valid(user) && offload_run(verify_run, &vj) == 1;
 	if (!ok) {
 		c->auth_failures++;
 		log_info("event=auth-failed conn=%llu peer=%s user=\"%s\" failures=%u",

@@ -15,6 +15,7 @@
 #include "index/index.h"
 #include "lib/errors.h"
 #include "lib/log.h"
+#include "lib/offload.h"
 #include "lib/util.h"
 #include "storage/store.h"
 
@@ -154,6 +155,7 @@ int main(int argc, char **argv)
 	server_wait(&srv);
 	pthread_join(st, NULL);
 
+	offload_shutdown();
 	index_destroy(&srv.index);
 	cache_close(&cache);
 	store_close(&store);
