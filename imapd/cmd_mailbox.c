@@ -707,13 +707,13 @@ void cmd_list(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "OK", NULL, "LIST completed");
 		return;
 	}
-	if (r.opts & LRET_STATUS) {
-		const char *error = NULL;
-		int ret = account_refresh(s->acct, &error);
-		if (ret < 0) {
-			session_tagged_error(s, cx->tag, ret, error, "LIST");
-			return;
-		}
+	/* Folders created on other devices (other nodes) should show up:
+	 * one freshness check, as for SELECT. */
+	const char *error = NULL;
+	int ret = account_refresh(s->acct, &error);
+	if (ret < 0) {
+		session_tagged_error(s, cx->tag, ret, error, "LIST");
+		return;
 	}
 	struct name_set seen = { 0 };
 	if (r.opts & LSEL_SUBSCRIBED) {

@@ -234,7 +234,10 @@ static void check_same(char *x, char *y)
 	free(y);
 }
 
-static void check_invariants(const struct account *a)
+/* derived: the state came from applying ops (not from a loaded
+ * snapshot, whose expunged list may hold what an older or other writer
+ * put there). */
+static void check_invariants(const struct account *a, bool derived)
 {
 	for (size_t i = 0; i < a->nmbs; i++) {
 		const struct mailbox *mb = a->mbs[i];
@@ -271,8 +274,9 @@ static void check_invariants(const struct account *a)
 	for (size_t i = 0; i < a->ntrash; i++) {
 		const struct index_trash *t = &a->trash[i];
 		if (t->mailbox == NULL || t->uid == 0 ||
-		    (t->subject != NULL &&
-		     strlen(t->subject) > INDEX_SUBJECT_MAX))
+		    (derived && t->subject != NULL &&
+		     (t->subject[0] == '\0' ||
+		      strlen(t->subject) > INDEX_SUBJECT_MAX)))
 			__builtin_trap();
 	}
 }
@@ -327,9 +331,9 @@ static void check_trash_roundtrip(const struct account *a)
 	free(json);
 }
 
-static void check_state(const struct account *a)
+static void check_state(const struct account *a, bool derived)
 {
-	check_invariants(a);
+	check_invariants(a, derived);
 	for (size_t i = 0; i < a->nmbs; i++)
 		check_mbox_roundtrip(a, a->mbs[i]);
 	check_trash_roundtrip(a);
@@ -407,7 +411,7 @@ static void fuzz_entry(const char *data, size_t size)
 			index_apply_op(a, op, seq, &u);
 	}
 	char *with_undo = dump(a);
-	check_invariants(a);
+	check_invariants(a, true);
 	index_undo_rollback(a, &u, 0);
 	index_undo_deinit(a, &u);
 	check_same(xstrdup(before), dump(a));
@@ -415,7 +419,7 @@ static void fuzz_entry(const char *data, size_t size)
 	/* As a stored entry is applied: the same state. */
 	if (index_apply_entry(a, e, seq) == 0) {
 		check_same(with_undo, dump(a));
-		check_state(a);
+		check_state(a, true);
 	} else {
 		free(with_undo);
 		check_same(before, dump(a));
@@ -472,7 +476,7 @@ static void fuzz_snapshot(const char *data, size_t size)
 	if (rc == 0) {
 		if (a->seq != FZ_SNAP_SEQ)
 			__builtin_trap();
-		check_state(a);
+		check_state(a, false);
 	} else if (a->nmbs != 0 || a->ntrash != 0 || a->nsubs != 0) {
 		__builtin_trap();	/* a failed load leaves nothing */
 	}
