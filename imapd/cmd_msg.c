@@ -732,7 +732,7 @@ void cmd_fetch(struct cmd_ctx *cx)
 		}
 		uint32_t msn = session_msn(s, uids[i]);
 		buf_reset(&out);
-		ret = fetch_render(&out, items, mb, m, msn, session_is_recent(s, m->uid),
+		ret = fetch_render(&out, items, mb, m, msn, session_is_recent(s, m->uid) && !s->rev2,
 				   add_flags, buf_kstr(&msg));
 		if (ret == KURA_ECORRUPT) {
 			buf_deinit(&msg);
