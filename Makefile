@@ -26,7 +26,8 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all deps run test unit asan fuzz fuzz-build clean bench
 
-all: $(BUILD)/kura-imapd $(BUILD)/kura-ctl $(UNIT_BIN) $(BUILD)/tests/fuzz-replay
+all: $(BUILD)/kura-imapd $(BUILD)/kura-ctl $(UNIT_BIN) $(BUILD)/tests/fuzz-replay \
+	$(BUILD)/bench/kura-bench $(BUILD)/bench/test_bench_resp
 
 deps:
 	@sh scripts/deps.sh
@@ -81,5 +82,7 @@ bench: deps all
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+include bench/Makefile.inc
 
 -include $(LIB_OBJ:.o=.d) $(wildcard $(BUILD)/imapd/main.d $(BUILD)/cluster/kura_ctl.d $(BUILD)/tests/unit/*.d)

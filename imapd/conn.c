@@ -228,8 +228,10 @@ static void send_done(struct loop_op *op, int res, uint32_t flags)
 		c->wait = CONN_WAIT_NONE;
 		task_wake(c->task);
 	}
-	if (c->handoff)
+	if (c->handoff) {
 		conn_handoff_continue(c);
+		return;
+	}
 	conn_release_maybe(c);
 }
 
@@ -362,6 +364,10 @@ static void recv_retry(void *arg)
 {
 	struct conn *c = arg;
 	c->recv_retry_pending = false;
+	if (c->handoff) {
+		conn_handoff_continue(c);
+		return;
+	}
 	conn_recv_start(c);
 	conn_release_maybe(c);
 }
@@ -1002,8 +1008,11 @@ static void cancel_done(struct loop_op *op, int res, uint32_t flags)
 	(void)res;
 	(void)flags;
 	c->cancel_inflight = false;
-	if (c->handoff)
+	/* Once handed off, c belongs to the other worker: do not touch it. */
+	if (c->handoff) {
 		conn_handoff_continue(c);
+		return;
+	}
 	conn_release_maybe(c);
 }
 
@@ -1023,7 +1032,7 @@ static void conn_handoff_continue(struct conn *c)
 		}
 		return;
 	}
-	if (c->send_inflight || c->cancel_inflight)
+	if (c->send_inflight || c->cancel_inflight || c->recv_retry_pending)
 		return;
 	struct server *srv = c->w->srv;
 	unsigned target = server_worker_for_user(srv, c->sess->login_user);

@@ -32,6 +32,14 @@ for t in "$B"/tests/test_*; do
 		echo "unit $name: 0 passed, 1 failed (no summary line)" | tee -a "$LOG/$name.out"; status=1; }
 done
 
+echo "== bench harness tests"
+if [ -x "$B/bench/test_bench_resp" ]; then
+	"$B/bench/test_bench_resp" > "$LOG/bench-resp.out" 2>&1 || status=1
+	tail -1 "$LOG/bench-resp.out"
+fi
+KURA_BENCH_BIN="$B/bench/kura-bench" python3 tests/bench/test_kura_bench.py > "$LOG/bench.out" 2>&1 || status=1
+tail -1 "$LOG/bench.out"
+
 echo "== fuzz regression replay"
 if [ -x "$B/tests/fuzz-replay" ]; then
 	"$B/tests/fuzz-replay" tests/fuzz/regress > "$LOG/fuzz.out" 2>&1 || status=1
