@@ -126,7 +126,7 @@ int bench_resp_reader_feed(struct bench_resp_reader *r, const uint8_t *in,
 
 /* ---- tokenizer ---- */
 
-static void tok_skip_sp(struct bench_tok *t)
+static void tok_skip_sp(struct bench_resp_tok *t)
 {
 	while (t->p < t->end && *t->p == ' ')
 		t->p++;
@@ -138,7 +138,7 @@ static bool is_atom_end(uint8_t c)
 	       c == '\n';
 }
 
-static enum bench_tok_type tok_literal(struct bench_tok *t, struct kstr *val_r)
+static enum bench_resp_tok_type tok_literal(struct bench_resp_tok *t, struct kstr *val_r)
 {
 	const uint8_t *p = t->p;
 	uint64_t n = 0;
@@ -147,65 +147,65 @@ static enum bench_tok_type tok_literal(struct bench_tok *t, struct kstr *val_r)
 	if (p < t->end && *p == '~')
 		p++;
 	if (p >= t->end || *p != '{')
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	p++;
 	while (p < t->end && *p >= '0' && *p <= '9') {
 		if (++digits > 19)
-			return BENCH_TOK_ERROR;
+			return BENCH_RESP_TOK_ERROR;
 		n = n * 10 + (uint64_t)(*p - '0');
 		p++;
 	}
 	if (digits == 0)
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	if (p < t->end && *p == '+')
 		p++;
 	if (p >= t->end || *p != '}')
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	p++;
 	if (p < t->end && *p == '\r')
 		p++;
 	if (p >= t->end || *p != '\n')
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	p++;
 	if (n > (uint64_t)(t->end - p))
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	*val_r = kstr_make(p, (size_t)n);
 	t->p = p + n;
-	return BENCH_TOK_LITERAL;
+	return BENCH_RESP_TOK_LITERAL;
 }
 
-enum bench_tok_type bench_tok_next(struct bench_tok *t, struct kstr *val_r)
+enum bench_resp_tok_type bench_resp_tok_next(struct bench_resp_tok *t, struct kstr *val_r)
 {
 	const uint8_t *start;
 
 	*val_r = kstr_make(NULL, 0);
 	tok_skip_sp(t);
 	if (t->p >= t->end)
-		return BENCH_TOK_END;
+		return BENCH_RESP_TOK_END;
 	switch (*t->p) {
 	case '(':
 		t->p++;
-		return BENCH_TOK_LPAREN;
+		return BENCH_RESP_TOK_LPAREN;
 	case ')':
 		t->p++;
-		return BENCH_TOK_RPAREN;
+		return BENCH_RESP_TOK_RPAREN;
 	case '"':
 		start = ++t->p;
 		while (t->p < t->end && *t->p != '"') {
 			if (*t->p == '\\') {
 				t->p++;
 				if (t->p >= t->end)
-					return BENCH_TOK_ERROR;
+					return BENCH_RESP_TOK_ERROR;
 			}
 			if (*t->p == '\r' || *t->p == '\n')
-				return BENCH_TOK_ERROR;
+				return BENCH_RESP_TOK_ERROR;
 			t->p++;
 		}
 		if (t->p >= t->end)
-			return BENCH_TOK_ERROR;
+			return BENCH_RESP_TOK_ERROR;
 		*val_r = kstr_make(start, (size_t)(t->p - start));
 		t->p++;
-		return BENCH_TOK_QUOTED;
+		return BENCH_RESP_TOK_QUOTED;
 	case '{':
 		return tok_literal(t, val_r);
 	case '~':
@@ -214,7 +214,7 @@ enum bench_tok_type bench_tok_next(struct bench_tok *t, struct kstr *val_r)
 		break;
 	case '\r':
 	case '\n':
-		return BENCH_TOK_ERROR;
+		return BENCH_RESP_TOK_ERROR;
 	default:
 		break;
 	}
@@ -225,45 +225,45 @@ enum bench_tok_type bench_tok_next(struct bench_tok *t, struct kstr *val_r)
 						  (size_t)(t->end - t->p));
 
 			if (c == NULL)
-				return BENCH_TOK_ERROR;
+				return BENCH_RESP_TOK_ERROR;
 			t->p = c;
 		}
 		t->p++;
 	}
 	*val_r = kstr_make(start, (size_t)(t->p - start));
-	return BENCH_TOK_ATOM;
+	return BENCH_RESP_TOK_ATOM;
 }
 
-enum bench_tok_type bench_tok_peek(const struct bench_tok *t)
+enum bench_resp_tok_type bench_resp_tok_peek(const struct bench_resp_tok *t)
 {
-	struct bench_tok copy = *t;
+	struct bench_resp_tok copy = *t;
 	struct kstr v;
 
-	return bench_tok_next(&copy, &v);
+	return bench_resp_tok_next(&copy, &v);
 }
 
-bool bench_tok_skip_value(struct bench_tok *t)
+bool bench_resp_tok_skip_value(struct bench_resp_tok *t)
 {
 	unsigned depth = 0;
 	struct kstr v;
 
 	do {
-		switch (bench_tok_next(t, &v)) {
-		case BENCH_TOK_LPAREN:
+		switch (bench_resp_tok_next(t, &v)) {
+		case BENCH_RESP_TOK_LPAREN:
 			if (++depth > TOK_MAX_DEPTH)
 				return false;
 			break;
-		case BENCH_TOK_RPAREN:
+		case BENCH_RESP_TOK_RPAREN:
 			if (depth == 0)
 				return false;
 			depth--;
 			break;
-		case BENCH_TOK_ATOM:
-		case BENCH_TOK_QUOTED:
-		case BENCH_TOK_LITERAL:
+		case BENCH_RESP_TOK_ATOM:
+		case BENCH_RESP_TOK_QUOTED:
+		case BENCH_RESP_TOK_LITERAL:
 			break;
-		case BENCH_TOK_END:
-		case BENCH_TOK_ERROR:
+		case BENCH_RESP_TOK_END:
+		case BENCH_RESP_TOK_ERROR:
 		default:
 			return false;
 		}
@@ -352,22 +352,22 @@ int bench_resp_parse(struct kstr line, struct bench_resp *r)
 	return 0;
 }
 
-static bool tok_number(struct bench_tok *t, uint64_t *v_r)
+static bool tok_number(struct bench_resp_tok *t, uint64_t *v_r)
 {
 	struct kstr v;
 
-	return bench_tok_next(t, &v) == BENCH_TOK_ATOM && kstr_to_u64(v, v_r);
+	return bench_resp_tok_next(t, &v) == BENCH_RESP_TOK_ATOM && kstr_to_u64(v, v_r);
 }
 
 /* An nstring: a string, a literal or NIL. */
-static bool tok_nstring(struct bench_tok *t, struct kstr *v_r, bool *nil_r)
+static bool tok_nstring(struct bench_resp_tok *t, struct kstr *v_r, bool *nil_r)
 {
-	switch (bench_tok_next(t, v_r)) {
-	case BENCH_TOK_QUOTED:
-	case BENCH_TOK_LITERAL:
+	switch (bench_resp_tok_next(t, v_r)) {
+	case BENCH_RESP_TOK_QUOTED:
+	case BENCH_RESP_TOK_LITERAL:
 		*nil_r = false;
 		return true;
-	case BENCH_TOK_ATOM:
+	case BENCH_RESP_TOK_ATOM:
 		*nil_r = true;
 		return kstr_eq_ci(*v_r, "NIL");
 	default:
@@ -375,51 +375,51 @@ static bool tok_nstring(struct bench_tok *t, struct kstr *v_r, bool *nil_r)
 	}
 }
 
-static bool tok_astring(struct bench_tok *t, struct kstr *v_r)
+static bool tok_astring(struct bench_resp_tok *t, struct kstr *v_r)
 {
-	enum bench_tok_type ty = bench_tok_next(t, v_r);
+	enum bench_resp_tok_type ty = bench_resp_tok_next(t, v_r);
 
-	return ty == BENCH_TOK_ATOM || ty == BENCH_TOK_QUOTED ||
-	       ty == BENCH_TOK_LITERAL;
+	return ty == BENCH_RESP_TOK_ATOM || ty == BENCH_RESP_TOK_QUOTED ||
+	       ty == BENCH_RESP_TOK_LITERAL;
 }
 
 /* NIL or "(" 1*address ")", address = "(" 4 nstrings ")". */
-static bool parse_addr_list(struct bench_tok *t)
+static bool parse_addr_list(struct bench_resp_tok *t)
 {
 	struct kstr v;
 	bool nil;
 	unsigned n = 0;
 
-	switch (bench_tok_next(t, &v)) {
-	case BENCH_TOK_ATOM:
+	switch (bench_resp_tok_next(t, &v)) {
+	case BENCH_RESP_TOK_ATOM:
 		return kstr_eq_ci(v, "NIL");
-	case BENCH_TOK_LPAREN:
+	case BENCH_RESP_TOK_LPAREN:
 		break;
 	default:
 		return false;
 	}
 	for (;;) {
-		enum bench_tok_type ty = bench_tok_next(t, &v);
+		enum bench_resp_tok_type ty = bench_resp_tok_next(t, &v);
 
-		if (ty == BENCH_TOK_RPAREN)
+		if (ty == BENCH_RESP_TOK_RPAREN)
 			return n > 0;
-		if (ty != BENCH_TOK_LPAREN)
+		if (ty != BENCH_RESP_TOK_LPAREN)
 			return false;
 		for (int i = 0; i < 4; i++)
 			if (!tok_nstring(t, &v, &nil))
 				return false;
-		if (bench_tok_next(t, &v) != BENCH_TOK_RPAREN)
+		if (bench_resp_tok_next(t, &v) != BENCH_RESP_TOK_RPAREN)
 			return false;
 		n++;
 	}
 }
 
-static bool parse_envelope(struct bench_tok *t)
+static bool parse_envelope(struct bench_resp_tok *t)
 {
 	struct kstr v;
 	bool nil;
 
-	if (bench_tok_next(t, &v) != BENCH_TOK_LPAREN)
+	if (bench_resp_tok_next(t, &v) != BENCH_RESP_TOK_LPAREN)
 		return false;
 	for (int i = 0; i < 10; i++) {
 		if (i >= 2 && i <= 7) {
@@ -429,10 +429,10 @@ static bool parse_envelope(struct bench_tok *t)
 			return false;
 		}
 	}
-	return bench_tok_next(t, &v) == BENCH_TOK_RPAREN;
+	return bench_resp_tok_next(t, &v) == BENCH_RESP_TOK_RPAREN;
 }
 
-static bool parse_flags(struct bench_tok *t, unsigned *flags_r)
+static bool parse_flags(struct bench_resp_tok *t, unsigned *flags_r)
 {
 	static const struct { const char *name; unsigned bit; } names[] = {
 		{ "\\Seen", BENCH_FLAG_SEEN },
@@ -444,14 +444,14 @@ static bool parse_flags(struct bench_tok *t, unsigned *flags_r)
 	struct kstr v;
 	unsigned flags = 0;
 
-	if (bench_tok_next(t, &v) != BENCH_TOK_LPAREN)
+	if (bench_resp_tok_next(t, &v) != BENCH_RESP_TOK_LPAREN)
 		return false;
 	for (;;) {
-		enum bench_tok_type ty = bench_tok_next(t, &v);
+		enum bench_resp_tok_type ty = bench_resp_tok_next(t, &v);
 
-		if (ty == BENCH_TOK_RPAREN)
+		if (ty == BENCH_RESP_TOK_RPAREN)
 			break;
-		if (ty != BENCH_TOK_ATOM)
+		if (ty != BENCH_RESP_TOK_ATOM)
 			return false;
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (kstr_eq_ci(v, names[i].name))
@@ -469,22 +469,22 @@ static int fetch_fail(struct bench_fetch *f, const char *why)
 
 int bench_resp_parse_fetch(struct kstr rest, struct bench_fetch *f)
 {
-	struct bench_tok t;
+	struct bench_resp_tok t;
 	struct kstr name, v;
 	bool nil;
 
 	memset(f, 0, sizeof(*f));
-	bench_tok_init(&t, rest);
-	if (bench_tok_next(&t, &v) != BENCH_TOK_LPAREN)
+	bench_resp_tok_init(&t, rest);
+	if (bench_resp_tok_next(&t, &v) != BENCH_RESP_TOK_LPAREN)
 		return fetch_fail(f, "FETCH data is not a list");
 	for (;;) {
-		enum bench_tok_type ty = bench_tok_next(&t, &name);
+		enum bench_resp_tok_type ty = bench_resp_tok_next(&t, &name);
 
-		if (ty == BENCH_TOK_RPAREN)
+		if (ty == BENCH_RESP_TOK_RPAREN)
 			return 0;
-		if (ty == BENCH_TOK_END)
+		if (ty == BENCH_RESP_TOK_END)
 			return fetch_fail(f, "unterminated FETCH list");
-		if (ty != BENCH_TOK_ATOM)
+		if (ty != BENCH_RESP_TOK_ATOM)
 			return fetch_fail(f, "FETCH item name expected");
 		if (kstr_eq_ci(name, "UID")) {
 			if (!tok_number(&t, &f->uid) || f->uid == 0 ||
@@ -500,7 +500,7 @@ int bench_resp_parse_fetch(struct kstr rest, struct bench_fetch *f)
 				return fetch_fail(f, "bad RFC822.SIZE value");
 			f->items |= BENCH_FI_SIZE;
 		} else if (kstr_eq_ci(name, "INTERNALDATE")) {
-			if (bench_tok_next(&t, &v) != BENCH_TOK_QUOTED ||
+			if (bench_resp_tok_next(&t, &v) != BENCH_RESP_TOK_QUOTED ||
 			    v.len < 20)
 				return fetch_fail(f, "bad INTERNALDATE value");
 			f->items |= BENCH_FI_INTERNALDATE;
@@ -518,7 +518,7 @@ int bench_resp_parse_fetch(struct kstr rest, struct bench_fetch *f)
 				return fetch_fail(f, "bad BODY[HEADER] value");
 			f->header_nil = nil;
 			f->items |= BENCH_FI_HEADER;
-		} else if (!bench_tok_skip_value(&t)) {
+		} else if (!bench_resp_tok_skip_value(&t)) {
 			return fetch_fail(f, "malformed FETCH item value");
 		}
 	}
@@ -528,22 +528,22 @@ int bench_resp_parse_status(struct kstr rest, struct kstr *mailbox_r,
 			    unsigned *have_r, uint64_t vals_r[3])
 {
 	static const char *const names[3] = { "MESSAGES", "UNSEEN", "UIDNEXT" };
-	struct bench_tok t;
+	struct bench_resp_tok t;
 	struct kstr v;
 
 	*have_r = 0;
-	bench_tok_init(&t, rest);
+	bench_resp_tok_init(&t, rest);
 	if (!tok_astring(&t, mailbox_r))
 		return -EPROTO;
-	if (bench_tok_next(&t, &v) != BENCH_TOK_LPAREN)
+	if (bench_resp_tok_next(&t, &v) != BENCH_RESP_TOK_LPAREN)
 		return -EPROTO;
 	for (;;) {
-		enum bench_tok_type ty = bench_tok_next(&t, &v);
+		enum bench_resp_tok_type ty = bench_resp_tok_next(&t, &v);
 		uint64_t n;
 
-		if (ty == BENCH_TOK_RPAREN)
+		if (ty == BENCH_RESP_TOK_RPAREN)
 			return 0;
-		if (ty != BENCH_TOK_ATOM || !tok_number(&t, &n))
+		if (ty != BENCH_RESP_TOK_ATOM || !tok_number(&t, &n))
 			return -EPROTO;
 		for (unsigned i = 0; i < 3; i++) {
 			if (kstr_eq_ci(v, names[i])) {
@@ -556,15 +556,15 @@ int bench_resp_parse_status(struct kstr rest, struct kstr *mailbox_r,
 
 int bench_resp_parse_list(struct kstr rest, struct kstr *mailbox_r)
 {
-	struct bench_tok t;
+	struct bench_resp_tok t;
 	struct kstr v;
-	enum bench_tok_type ty;
+	enum bench_resp_tok_type ty;
 
-	bench_tok_init(&t, rest);
-	if (bench_tok_peek(&t) != BENCH_TOK_LPAREN || !bench_tok_skip_value(&t))
+	bench_resp_tok_init(&t, rest);
+	if (bench_resp_tok_peek(&t) != BENCH_RESP_TOK_LPAREN || !bench_resp_tok_skip_value(&t))
 		return -EPROTO;
-	ty = bench_tok_next(&t, &v);
-	if (ty != BENCH_TOK_QUOTED && !(ty == BENCH_TOK_ATOM &&
+	ty = bench_resp_tok_next(&t, &v);
+	if (ty != BENCH_RESP_TOK_QUOTED && !(ty == BENCH_RESP_TOK_ATOM &&
 					kstr_eq_ci(v, "NIL")))
 		return -EPROTO;
 	if (!tok_astring(&t, mailbox_r))

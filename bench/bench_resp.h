@@ -50,21 +50,21 @@ int bench_resp_reader_feed(struct bench_resp_reader *r, const uint8_t *in,
 
 /* ---- tokenizer ---- */
 
-enum bench_tok_type {
-	BENCH_TOK_END = 0,	/* no more input */
-	BENCH_TOK_ATOM,		/* incl. NIL, numbers, \Flags, BODY[...]<n> */
-	BENCH_TOK_QUOTED,	/* value: the bytes between the quotes, raw */
-	BENCH_TOK_LITERAL,	/* value: the literal's bytes */
-	BENCH_TOK_LPAREN,
-	BENCH_TOK_RPAREN,
-	BENCH_TOK_ERROR,	/* malformed: unterminated string, bad {n} */
+enum bench_resp_tok_type {
+	BENCH_RESP_TOK_END = 0,	/* no more input */
+	BENCH_RESP_TOK_ATOM,		/* incl. NIL, numbers, \Flags, BODY[...]<n> */
+	BENCH_RESP_TOK_QUOTED,	/* value: the bytes between the quotes, raw */
+	BENCH_RESP_TOK_LITERAL,	/* value: the literal's bytes */
+	BENCH_RESP_TOK_LPAREN,
+	BENCH_RESP_TOK_RPAREN,
+	BENCH_RESP_TOK_ERROR,	/* malformed: unterminated string, bad {n} */
 };
 
-struct bench_tok {
+struct bench_resp_tok {
 	const uint8_t *p, *end;
 };
 
-static inline void bench_tok_init(struct bench_tok *t, struct kstr s)
+static inline void bench_resp_tok_init(struct bench_resp_tok *t, struct kstr s)
 {
 	t->p = s.p;
 	t->end = s.p + s.len;
@@ -74,12 +74,12 @@ static inline void bench_tok_init(struct bench_tok *t, struct kstr s)
  * (a view into the tokenized input). An atom runs to a space, a
  * parenthesis, a quote or the end; a '[' inside an atom extends it to the
  * matching ']' (so "BODY[HEADER.FIELDS (A B)]<0>" is one atom). */
-enum bench_tok_type bench_tok_next(struct bench_tok *t, struct kstr *val_r);
+enum bench_resp_tok_type bench_resp_tok_next(struct bench_resp_tok *t, struct kstr *val_r);
 /* Returns the type of the next token without consuming it. */
-enum bench_tok_type bench_tok_peek(const struct bench_tok *t);
+enum bench_resp_tok_type bench_resp_tok_peek(const struct bench_resp_tok *t);
 /* Skips one value: an atom, string, literal or a parenthesized list
  * (nested up to 64 deep). False on malformed input or END. */
-bool bench_tok_skip_value(struct bench_tok *t);
+bool bench_resp_tok_skip_value(struct bench_resp_tok *t);
 
 /* ---- responses ---- */
 

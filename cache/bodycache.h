@@ -49,7 +49,7 @@ struct bodycache_stats {
 	uint64_t corrupt;	/* files that failed a check (deleted) */
 	uint64_t bytes;		/* bytes on disk the index knows of */
 	uint64_t files;		/* files the index knows of */
-	bool scanned;		/* the start-up scan is done */
+	bool scanned;		/* the start-up scan (and its eviction) is done */
 };
 
 /* Opens (creating it and its parents if needed) a cache in dir holding at
@@ -95,7 +95,8 @@ void bodycache_remove(struct bodycache *bc, const char *key);
 /* Counters and sizes at the time of the call. */
 void bodycache_get_stats(struct bodycache *bc, struct bodycache_stats *st_r);
 
-/* Blocks until the start-up scan is done (tests, tools). Not from a
+/* Blocks until the start-up scan is done, including the eviction it
+ * makes when the files found pass the limit (tests, tools). Not from a
  * task. */
 void bodycache_wait_scan(struct bodycache *bc);
 

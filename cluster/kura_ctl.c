@@ -505,6 +505,11 @@ static int cmd_sweep(int argc, char **argv)
 	memset(&total, 0, sizeof(total));
 	for (size_t i = 0; i < n; i++) {
 		struct index_sweep_stats st;
+		/* A fresh index per user: accounts do not pile up in its
+		 * LRU over a long --all run. */
+		struct index_settings iset = { 0, 0 };
+		index_destroy(&ss.idx);
+		ss.idx = index_create(ss.store, NULL, &iset);
 		int r = index_sweep_user(ss.idx, users[i], &set, &st, &error);
 		if (r < 0) {
 			fprintf(stderr, "kura-ctl: sweep %s: %s\n", users[i],

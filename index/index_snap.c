@@ -895,6 +895,8 @@ int index_snap_load(struct account *a, uint64_t seq, const char **error_r)
 		    index_mbox_by_name(a, name) != NULL) {
 			free(name);
 			*error_r = "snapshot mailbox entry is malformed";
+			/* rc is 0 after an earlier mailbox loaded. */
+			rc = KURA_ECORRUPT;
 			goto out;
 		}
 		(void)j_u32(v, "special", &special);

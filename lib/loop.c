@@ -11,7 +11,18 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/loop_int.h"
 #include "lib/util.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define LOOP_HAVE_VALGRIND 1
+#endif
+#endif
+#ifndef LOOP_HAVE_VALGRIND
+#define LOOP_HAVE_VALGRIND 0
+#endif
 
 #define LOOP_DEFAULT_ENTRIES 256
 #define LOOP_MAX_ENTRIES 32768
@@ -21,7 +32,15 @@ struct loop_call {
 	void *arg;
 };
 
+enum loop_mode {
+	LOOP_MODE_AUTO = 0,	/* io_uring, epoll when it is unavailable */
+	LOOP_MODE_URING,
+	LOOP_MODE_EPOLL,
+};
+
 struct loop {
+	/* The epoll backend when not NULL; ring is unused then. */
+	struct loop_epoll *ep;
 	struct io_uring ring;
 	atomic_bool stop;
 
@@ -46,7 +65,8 @@ struct loop {
 	unsigned nbufs, buf_size;
 	size_t br_bytes;
 
-	/* Wakes a loop blocked in io_uring_enter from another thread. */
+	/* Wakes a loop blocked in io_uring_enter or epoll_wait from another
+	 * thread (non-blocking with epoll, where the backend drains it). */
 	int efd;
 	uint64_t efd_val;
 	struct loop_op efd_op;
@@ -99,6 +119,8 @@ static void loop_efd_kick(struct loop *l)
 			return;
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && errno == EAGAIN)
+			return;	/* counter saturated: a wakeup is pending */
 		log_error("loop: eventfd write failed: %s",
 			  r < 0 ? strerror(errno) : "short write");
 		return;
@@ -133,45 +155,114 @@ static int loop_ring_init(struct loop *l, unsigned entries)
 	return r;
 }
 
+static enum loop_mode loop_mode_from_env(void)
+{
+	const char *v = getenv("KURA_LOOP");
+
+	if (v == NULL || *v == '\0' || strcmp(v, "auto") == 0)
+		return LOOP_MODE_AUTO;
+	if (strcmp(v, "epoll") == 0)
+		return LOOP_MODE_EPOLL;
+	if (strcmp(v, "uring") == 0 || strcmp(v, "io_uring") == 0)
+		return LOOP_MODE_URING;
+	log_warn("event=loop-backend-invalid value=\"%.32s\" using=auto", v);
+	return LOOP_MODE_AUTO;
+}
+
+/* One line per process and backend: workers create their loops alike. */
+static void loop_log_backend(bool epoll, const char *reason)
+{
+	static atomic_int logged = -1;
+	int want = epoll ? 1 : 0;
+
+	if (atomic_exchange(&logged, want) == want)
+		return;
+	if (!epoll)
+		log_info("event=loop-backend backend=io_uring");
+	else if (strncmp(reason, "io_uring", 8) == 0)
+		log_warn("event=loop-backend backend=epoll reason=\"%s\"", reason);
+	else
+		log_info("event=loop-backend backend=epoll reason=\"%s\"", reason);
+}
+
 struct loop *loop_create(unsigned entries, const char **error_r)
 {
 	struct loop *l = xcalloc(1, sizeof(*l));
+	enum loop_mode mode = loop_mode_from_env();
+	const char *reason = "KURA_LOOP=epoll";
+	const char *eperr = NULL;
 	int r;
 
 	if (entries == 0)
 		entries = LOOP_DEFAULT_ENTRIES;
 	if (entries > LOOP_MAX_ENTRIES)
 		entries = LOOP_MAX_ENTRIES;
-	r = loop_ring_init(l, entries);
-	if (r < 0) {
-		snprintf(loop_errbuf, sizeof(loop_errbuf),
-			 "io_uring not available: %s", strerror(-r));
-		goto fail;
+#if LOOP_HAVE_VALGRIND
+	/* valgrind does not model io_uring's shared rings: the server
+	 * would hang under it. */
+	if (mode == LOOP_MODE_AUTO && RUNNING_ON_VALGRIND) {
+		mode = LOOP_MODE_EPOLL;
+		reason = "running under valgrind";
 	}
-	l->efd = eventfd(0, EFD_CLOEXEC);
+#endif
+	if (mode != LOOP_MODE_EPOLL) {
+		r = loop_ring_init(l, entries);
+		if (r < 0 && mode == LOOP_MODE_URING) {
+			snprintf(loop_errbuf, sizeof(loop_errbuf),
+				 "io_uring not available: %s", strerror(-r));
+			goto fail;
+		}
+		if (r < 0) {
+			snprintf(loop_errbuf, sizeof(loop_errbuf),
+				 "io_uring not available: %s", strerror(-r));
+			reason = loop_errbuf;
+			mode = LOOP_MODE_EPOLL;
+		}
+	}
+	l->efd = eventfd(0, EFD_CLOEXEC |
+			 (mode == LOOP_MODE_EPOLL ? EFD_NONBLOCK : 0));
 	if (l->efd < 0) {
 		snprintf(loop_errbuf, sizeof(loop_errbuf), "eventfd: %s",
 			 strerror(errno));
-		io_uring_queue_exit(&l->ring);
+		if (mode != LOOP_MODE_EPOLL)
+			io_uring_queue_exit(&l->ring);
 		goto fail;
+	}
+	if (mode == LOOP_MODE_EPOLL) {
+		l->ep = loop_epoll_create(entries, l->efd, &eperr);
+		if (l->ep == NULL) {
+			snprintf(loop_errbuf, sizeof(loop_errbuf), "%s", eperr);
+			close(l->efd);
+			goto fail;
+		}
 	}
 	r = pthread_mutex_init(&l->post_lock, NULL);
 	if (r != 0) {
 		snprintf(loop_errbuf, sizeof(loop_errbuf),
 			 "pthread_mutex_init: %s", strerror(r));
+		if (l->ep != NULL)
+			loop_epoll_destroy(&l->ep);
+		else
+			io_uring_queue_exit(&l->ring);
 		close(l->efd);
-		io_uring_queue_exit(&l->ring);
 		goto fail;
 	}
 	atomic_init(&l->stop, false);
 	atomic_init(&l->post_pending, false);
-	loop_efd_arm(l);
+	loop_log_backend(l->ep != NULL, reason);
+	if (l->ep == NULL)
+		loop_efd_arm(l);
 	return l;
 fail:
 	free(l);
 	if (error_r != NULL)
 		*error_r = loop_errbuf;
 	return NULL;
+}
+
+const char *loop_backend(const struct loop *l)
+{
+	return l->ep != NULL ? "epoll" : "io_uring";
 }
 
 void loop_destroy(struct loop **lp)
@@ -183,7 +274,10 @@ void loop_destroy(struct loop **lp)
 	*lp = NULL;
 	if (loop_cur == l)
 		loop_cur = NULL;
-	io_uring_queue_exit(&l->ring);
+	if (l->ep != NULL)
+		loop_epoll_destroy(&l->ep);
+	else
+		io_uring_queue_exit(&l->ring);
 	if (l->br != NULL)
 		munmap(l->br, l->br_bytes);
 	free(l->bufs);
@@ -199,8 +293,12 @@ void loop_destroy(struct loop **lp)
 
 struct io_uring_sqe *loop_get_sqe(struct loop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe;
 	unsigned tries = 0;
+
+	if (l->ep != NULL)
+		return loop_epoll_get_sqe(l->ep);
+	sqe = io_uring_get_sqe(&l->ring);
 
 	while (sqe == NULL) {
 		/* The SQ is full: hand what is queued to the kernel now. */
@@ -480,11 +578,16 @@ bool loop_run_once(struct loop *l, int timeout_ms)
 		if (wait_usec < 0 || d < wait_usec)
 			wait_usec = d;
 	}
-	if (busy || wait_usec == 0)
-		loop_enter_nowait(l);
-	else
-		loop_enter_wait(l, wait_usec);
-	loop_reap(l);
+	if (l->ep != NULL) {
+		loop_epoll_wait(l->ep, busy ? 0 : wait_usec);
+		loop_epoll_reap(l->ep);
+	} else {
+		if (busy || wait_usec == 0)
+			loop_enter_nowait(l);
+		else
+			loop_enter_wait(l, wait_usec);
+		loop_reap(l);
+	}
 	loop_run_timers(l);
 	if (atomic_load_explicit(&l->post_pending, memory_order_acquire))
 		loop_run_posted(l);
@@ -517,6 +620,8 @@ void loop_stop(struct loop *l)
 
 int loop_bufs_init(struct loop *l, unsigned count, unsigned size)
 {
+	if (l->ep != NULL)
+		return -EOPNOTSUPP;	/* callers use their own buffers */
 	if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
 		return -EINVAL;
 	size_t bytes = (size_t)count * sizeof(struct io_uring_buf);

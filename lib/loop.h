@@ -35,8 +35,20 @@ struct loop_timer {
 };
 
 /* Creates a loop with an SQ of `entries` (rounded up by the kernel).
- * Returns NULL and sets *error_r when io_uring is not available. */
+ * The backend follows env KURA_LOOP: "uring" (io_uring only), "epoll"
+ * (the epoll fallback), unset or "auto": io_uring, or epoll when the
+ * ring cannot be set up (a seccomp policy, an old kernel) or the process
+ * runs under valgrind. The choice is logged once per process. Callers
+ * see the same semantics with both (see loop_backend). Returns NULL and
+ * sets *error_r (a static message) when no backend can be set up. */
 struct loop *loop_create(unsigned entries, const char **error_r);
+/* "io_uring" or "epoll" (static string). With epoll, SQEs are executed
+ * at the next loop iteration: socket ops (RECV, SEND, ACCEPT incl.
+ * multishot, POLL_ADD/REMOVE, ASYNC_CANCEL) wait for readiness, file
+ * ops run synchronously; provided buffers are not available
+ * (loop_bufs_init returns -EOPNOTSUPP) and accepted sockets are
+ * non-blocking. */
+const char *loop_backend(const struct loop *l);
 /* Frees the loop. Pending ops are abandoned: only call after every
  * object with an op in flight has been released, or at exit. */
 void loop_destroy(struct loop **l);
