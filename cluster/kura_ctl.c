@@ -56,7 +56,7 @@ static void usage(FILE *fp)
 		"A running kura-imapd picks changes up by itself.\n"
 		"SPEC is the object store, as in the server's configuration:\n"
 		"fs:DIR or s3:http(s)://HOST:PORT/BUCKET (keys from the\n"
-		"environment, see docs/config.md). The store commands work on\n"
+		"environment, see docs/s3.md). The store commands work on\n"
 		"the store directly, as one more node: no server is needed.\n",
 		KURA_DEFAULT_USERS);
 }
@@ -433,7 +433,7 @@ static int store_session_open(const char *spec, struct store_session *ss)
 			error != NULL ? error : "");
 		return -1;
 	}
-	struct index_settings iset = { 0, 0 };
+	struct index_settings iset = { .snapshot_every = 0 };
 	ss->idx = index_create(ss->store, NULL, &iset);
 	return 0;
 }
@@ -507,7 +507,7 @@ static int cmd_sweep(int argc, char **argv)
 		struct index_sweep_stats st;
 		/* A fresh index per user: accounts do not pile up in its
 		 * LRU over a long --all run. */
-		struct index_settings iset = { 0, 0 };
+		struct index_settings iset = { .snapshot_every = 0 };
 		index_destroy(&ss.idx);
 		ss.idx = index_create(ss.store, NULL, &iset);
 		int r = index_sweep_user(ss.idx, users[i], &set, &st, &error);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/bodycache.h"
 #include "cache/cache.h"
 #include "imapd/config.h"
 #include "imapd/imapd.h"
@@ -88,6 +89,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kura-imapd: cache %s: %s\n", cfg.cache, error);
 		return 1;
 	}
+	/* Message bytes on local disk, LRU-bounded: FETCH of a cached body
+	 * makes no store request. */
+	struct bodycache *bodycache = NULL;
+	char *bc_dir = NULL;
+	if (cfg.body_cache_size > 0) {
+		const char *dir = cfg.body_cache;
+		if (dir == NULL) {
+			bc_dir = xmalloc(strlen(cfg.cache) + 8);
+			sprintf(bc_dir, "%s/bodies", cfg.cache);
+			dir = bc_dir;
+		}
+		if (bodycache_open(dir, cfg.body_cache_size, &bodycache, &error) < 0) {
+			log_error("event=startup-failed what=body-cache error=\"%s\"", error);
+			fprintf(stderr, "kura-imapd: body cache %s: %s\n", dir, error);
+			return 1;
+		}
+	}
 	struct users *users = NULL;
 	if (users_load(cfg.users, &users, &error) < 0) {
 		fprintf(stderr, "kura-imapd: users %s: %s\n", cfg.users, error);
@@ -104,6 +122,7 @@ int main(int argc, char **argv)
 	struct index_settings iset = {
 		.snapshot_every = cfg.snapshot_every,
 		.max_message_size = cfg.max_append_size,
+		.bodycache = bodycache,
 	};
 	srv.index = index_create(store, cache, &iset);
 	srv.users = users;
@@ -157,6 +176,8 @@ int main(int argc, char **argv)
 
 	offload_shutdown();
 	index_destroy(&srv.index);
+	bodycache_close(&bodycache);
+	free(bc_dir);
 	cache_close(&cache);
 	store_close(&store);
 	users_destroy(&users);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/bodycache.h"
 #include "cache/cache.h"
 #include "index/index_int.h"
 #include "lib/errors.h"
@@ -695,6 +696,14 @@ int index_message_put(struct account *a, const void *data, size_t len,
 		char *key = account_key(a, "m/%s", hex);
 		rc = store_put(a->idx->store, key, data, len,
 			       STORE_PUT_CREATE_ONLY, meta, &err);
+		/* ---- body cache: write-through (cache/bodycache.h) ----
+		 * A just-appended message is often fetched next. Only after
+		 * the store has it: the cache never holds what the store
+		 * does not. */
+		if (rc == 0 && a->idx->set.bodycache != NULL)
+			(void)bodycache_put(a->idx->set.bodycache, key, data,
+					    len);
+		/* ---- end body cache ---- */
 		free(key);
 	}
 	if (rc == 0)
@@ -714,7 +723,30 @@ int index_message_get(struct account *a, const uint8_t guid[INDEX_GUID_LEN],
 	const char *err = NULL;
 	hex_encode(guid, INDEX_GUID_LEN, hex);
 	char *key = account_key(a, "m/%s", hex);
-	int rc = store_get(a->idx->store, key, off, len, out, &err);
+	/* ---- body cache (cache/bodycache.h) ----
+	 * Message objects are immutable, so a cached copy is always right:
+	 * a hit (or a hit too big for out) makes no store request. A miss
+	 * for the whole object fills the cache from the store's answer; a
+	 * range miss (BODY[HEADER] of a big message) does not, so as not to
+	 * pull whole attachments for a header. */
+	struct bodycache *bc = a->idx->set.bodycache;
+	size_t before = buf_used(out);
+	int rc;
+	if (bc != NULL) {
+		rc = bodycache_get(bc, key, off, len, out);
+		if (rc == 0 || rc == KURA_ETOOBIG) {
+			free(key);
+			if (rc != 0 && error_r != NULL)
+				*error_r = kura_strerror(rc);
+			return rc;
+		}
+	}
+	rc = store_get(a->idx->store, key, off, len, out, &err);
+	if (rc == 0 && bc != NULL && off == 0 && len == UINT64_MAX &&
+	    buf_head(out) != NULL)
+		(void)bodycache_put(bc, key, buf_head(out) + before,
+				    buf_used(out) - before);
+	/* ---- end body cache ---- */
 	free(key);
 	if (rc == 0 || rc == KURA_ENOTFOUND || rc == KURA_ETOOBIG) {
 		if (rc != 0 && error_r != NULL)

@@ -24,6 +24,7 @@
 
 struct store;
 struct cache;
+struct bodycache;
 
 /* System flags as bits. */
 enum msg_flag {
@@ -108,6 +109,9 @@ struct index;
 struct index_settings {
 	unsigned snapshot_every;	/* log entries between snapshots */
 	uint64_t max_message_size;
+	/* Local message-body cache (cache/bodycache.h), NULL = none. Not
+	 * owned; must outlive the index. */
+	struct bodycache *bodycache;
 };
 
 /* Creates the node-wide index over a store and an optional cache (NULL:

@@ -488,6 +488,13 @@ static void resolve_settings(const struct index_sweep_settings *in,
 		out->keep_entries = 1;
 }
 
+/* Whether an object's store time is at or before limit. A time the
+ * backend did not give (0) counts as young: never delete on a guess. */
+static bool older_than(int64_t mtime, int64_t limit)
+{
+	return mtime > 0 && mtime <= limit;
+}
+
 /* ---- the sweeper: message objects ---- */
 
 struct sweep {
@@ -608,7 +615,7 @@ static int sweep_messages(struct sweep *sw, const char **error_r)
 			rc = KURA_EUNAVAIL;
 			break;
 		}
-		if (ss.mtime > orphan_cutoff)
+		if (!older_than(ss.mtime, orphan_cutoff))
 			continue;
 		rc = delete_message(sw, g, error_r);
 		if (rc == 0) {
@@ -703,7 +710,7 @@ static int snap_is_young(struct sweep *sw, const struct snap_dir *d,
 			continue;
 		if (rc != 0)
 			return KURA_EUNAVAIL;
-		*young_r = ss.mtime > limit;
+		*young_r = !older_than(ss.mtime, limit);
 	}
 	return 0;
 }
@@ -953,7 +960,8 @@ static int sweep_log(struct sweep *sw, uint64_t s, const char **error_r)
 					(unsigned long long)seqs.v[mid]);
 		rc = store_head(sw->st, key, &ss, error_r);
 		free(key);
-		if (rc == KURA_ENOTFOUND || (rc == 0 && ss.mtime <= limit)) {
+		if (rc == KURA_ENOTFOUND ||
+		    (rc == 0 && older_than(ss.mtime, limit))) {
 			rc = 0;
 			lo = mid + 1;
 		} else if (rc == 0) {

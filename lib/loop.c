@@ -207,14 +207,11 @@ struct loop *loop_create(unsigned entries, const char **error_r)
 #endif
 	if (mode != LOOP_MODE_EPOLL) {
 		r = loop_ring_init(l, entries);
-		if (r < 0 && mode == LOOP_MODE_URING) {
-			snprintf(loop_errbuf, sizeof(loop_errbuf),
-				 "io_uring not available: %s", strerror(-r));
-			goto fail;
-		}
 		if (r < 0) {
 			snprintf(loop_errbuf, sizeof(loop_errbuf),
 				 "io_uring not available: %s", strerror(-r));
+			if (mode == LOOP_MODE_URING)
+				goto fail;
 			reason = loop_errbuf;
 			mode = LOOP_MODE_EPOLL;
 		}

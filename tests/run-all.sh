@@ -10,6 +10,10 @@ status=0
 
 # A real S3 server (Ceph RGW) on 127.0.0.1 for the s3 backend's tests.
 RGW=/tmp/kura-rgw.$$
+# Free ports, so that a run never meets another RGW on this machine.
+KURA_RGW_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+KURA_MON_PORT=$(python3 -c 'import random; print(random.randrange(20000, 30000, 50))')
+export KURA_RGW_PORT KURA_MON_PORT
 if sh tests/s3/start-rgw.sh "$RGW" >/dev/null 2>"$LOG/rgw.log"; then
 	. "$RGW/env"
 	export KURA_S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION

@@ -127,7 +127,7 @@ static struct store *fs_store;	/* the real backend */
 static struct index *new_index(struct store *st, struct cache *c,
 			       unsigned every)
 {
-	struct index_settings set = { every, 64u << 20 };
+	struct index_settings set = { .snapshot_every = every, .max_message_size = 64u << 20 };
 	return index_create(st, c, &set);
 }
 

@@ -33,7 +33,8 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 
 static struct index *new_index(unsigned every)
 {
-	struct index_settings set = { every, 64u << 20 };
+	struct index_settings set = { .snapshot_every = every,
+				      .max_message_size = 64u << 20 };
 	return index_create(fs_store, NULL, &set);
 }
 
