@@ -646,13 +646,15 @@ static bool list_any_match(const struct list_req *r, struct kstr name)
 	return false;
 }
 
-static bool has_subscribed_child(struct account *a, struct kstr name)
+static bool has_unmatched_subscribed_child(struct account *a, const struct list_req *r,
+					   struct kstr name)
 {
 	size_t n = account_subscription_count(a);
 	for (size_t i = 0; i < n; i++) {
 		const char *sub = account_subscription_at(a, i);
 		size_t l = strlen(sub);
-		if (l > name.len && sub[name.len] == HIER_SEP && memcmp(sub, name.p, name.len) == 0)
+		if (l > name.len && sub[name.len] == HIER_SEP && memcmp(sub, name.p, name.len) == 0 &&
+		    !list_any_match(r, kstr_make(sub, l)))
 			return true;
 	}
 	return false;
@@ -686,7 +688,8 @@ static void list_emit(struct session *s, const struct list_req *r, struct kstr n
 	if (childinfo)
 		buf_append_str(&b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	buf_append_str(&b, "\r\n");
-	if ((r->opts & LRET_STATUS) && mb != NULL)
+	bool selected = !(r->opts & LSEL_SUBSCRIBED) || subscribed;
+	if ((r->opts & LRET_STATUS) && mb != NULL && selected)
 		status_write(s, &b, mb, r->status_items, r->nstatus);
 	conn_write(s->conn, buf_head(&b), buf_used(&b));
 	buf_deinit(&b);
@@ -717,20 +720,27 @@ void cmd_list(struct cmd_ctx *cx)
 	}
 	struct name_set seen = { 0 };
 	if (r.opts & LSEL_SUBSCRIBED) {
+		/* Candidates: subscribed names and, for RECURSIVEMATCH, their
+		 * superiors (RFC 5258 3.5: a name that is not returned itself
+		 * but has a subscribed inferior the pattern does not return
+		 * gets CHILDINFO). */
 		size_t n = account_subscription_count(s->acct);
 		for (size_t i = 0; i < n; i++) {
-			struct kstr name = kstr_cstr(account_subscription_at(s->acct, i));
-			if (list_any_match(&r, name) && name_set_add(&seen, name))
-				list_emit(s, &r, name, account_mailbox_find(s->acct, name), false, false);
-		}
-		if (r.opts & LSEL_RECURSIVE) {
-			size_t m = account_mailbox_count(s->acct);
-			for (size_t i = 0; i < m; i++) {
-				struct mailbox *mb = account_mailbox_at(s->acct, i);
-				struct kstr name = kstr_cstr(mb->name);
-				if (!account_is_subscribed(s->acct, name) && list_any_match(&r, name) &&
-				    has_subscribed_child(s->acct, name) && name_set_add(&seen, name))
-					list_emit(s, &r, name, mb, false, true);
+			struct kstr sub = kstr_cstr(account_subscription_at(s->acct, i));
+			for (size_t k = 1; k <= sub.len; k++) {
+				if (k < sub.len && sub.p[k] != HIER_SEP)
+					continue;
+				if (k < sub.len && !(r.opts & LSEL_RECURSIVE))
+					continue;
+				struct kstr name = kstr_make(sub.p, k);
+				if (!list_any_match(&r, name) || !name_set_add(&seen, name))
+					continue;
+				bool subscribed = account_is_subscribed(s->acct, name);
+				bool childinfo = (r.opts & LSEL_RECURSIVE) &&
+					has_unmatched_subscribed_child(s->acct, &r, name);
+				if (subscribed || childinfo)
+					list_emit(s, &r, name, account_mailbox_find(s->acct, name),
+						  false, childinfo);
 			}
 		}
 		name_set_free(&seen);
@@ -817,7 +827,7 @@ void cmd_lsub(struct cmd_ctx *cx)
 
 static const char *const status_items[] = {
 	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
-	"SIZE", "DELETED", "APPENDLIMIT",
+	"SIZE", "DELETED", "APPENDLIMIT", "DELETED-STORAGE",
 };
 
 bool status_items_valid(const struct imap_arg *items, size_t n)
@@ -864,6 +874,13 @@ void status_write(struct session *s, struct buf *b, struct mailbox *mb,
 			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)mb->highestmodseq);
 		} else if (arg_is_atom(it, "SIZE")) {
 			buf_printf(b, "SIZE %llu", (unsigned long long)mb->total_size);
+		} else if (arg_is_atom(it, "DELETED-STORAGE")) {
+			/* RFC 9208: storage an EXPUNGE would free, in KiB. */
+			uint64_t bytes = 0;
+			for (size_t k = 0; k < mb->count; k++)
+				if (mb->msgs[k].flags & MSG_DELETED)
+					bytes += mb->msgs[k].size;
+			buf_printf(b, "DELETED-STORAGE %llu", (unsigned long long)((bytes + 1023) / 1024));
 		} else if (arg_is_atom(it, "APPENDLIMIT")) {
 			buf_printf(b, "APPENDLIMIT %llu",
 				   (unsigned long long)s->srv->set.max_append_size);
@@ -1004,6 +1021,14 @@ void cmd_append(struct cmd_ctx *cx)
 			return;
 		}
 		nitems++;
+	}
+	/* RFC 3502: a zero-length message in MULTIAPPEND cancels the whole
+	 * command. */
+	for (size_t k = 0; nitems > 1 && k < nitems; k++) {
+		if (items[k].data.len == 0) {
+			session_tagged(s, cx->tag, "NO", NULL, "APPEND cancelled by an empty message");
+			return;
+		}
 	}
 	const char *error = NULL;
 	struct mailbox *mb = account_mailbox_find(s->acct, name);

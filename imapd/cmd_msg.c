@@ -20,6 +20,21 @@
 #define FETCH_FLUSH_AT (256 * 1024)
 #define FETCH_MSG_MAX (1ULL << 31)
 
+/* Tagged OK that carries [HIGHESTMODSEQ n] once QRESYNC is on (RFC 7162
+ * 3.2.10: after EXPUNGE and UID EXPUNGE). */
+static void session_tagged_ok_modseq(struct session *s, struct kstr tag, const char *text)
+{
+	struct mailbox *mb = session_mailbox(s);
+	if (s->qresync && mb != NULL) {
+		char code[48];
+		snprintf(code, sizeof(code), "HIGHESTMODSEQ %llu",
+			 (unsigned long long)mb->highestmodseq);
+		session_tagged(s, tag, "OK", code, "%s", text);
+	} else {
+		session_tagged(s, tag, "OK", NULL, "%s", text);
+	}
+}
+
 /* UIDs of \Deleted messages of the view, optionally within uids_in. */
 static size_t deleted_uids(struct session *s, struct arena *a, const uint32_t *uids_in,
 			   size_t nin, bool use_set, uint32_t **out_r)
@@ -77,8 +92,17 @@ void cmd_close(struct cmd_ctx *cx)
 			return;
 		}
 	}
+	struct mailbox *mb = session_mailbox(s);
+	uint64_t hms = mb != NULL ? mb->highestmodseq : 0;
+	bool qr = s->qresync && mb != NULL;
 	session_unselect(s);
-	session_tagged(s, cx->tag, "OK", NULL, "CLOSE completed");
+	if (qr) {
+		char code[48];
+		snprintf(code, sizeof(code), "HIGHESTMODSEQ %llu", (unsigned long long)hms);
+		session_tagged(s, cx->tag, "OK", code, "CLOSE completed");
+	} else {
+		session_tagged(s, cx->tag, "OK", NULL, "CLOSE completed");
+	}
 }
 
 void cmd_unselect(struct cmd_ctx *cx)
@@ -120,7 +144,7 @@ void cmd_expunge(struct cmd_ctx *cx)
 		return;
 	}
 	session_sync(s, true);
-	session_tagged(s, cx->tag, "OK", NULL, "EXPUNGE completed");
+	session_tagged_ok_modseq(s, cx->tag, "EXPUNGE completed");
 }
 
 /* ---- SEARCH ---- */
@@ -185,7 +209,7 @@ static int parse_search_return(const struct imap_arg *args, size_t n, unsigned *
 /* Runs search criteria over the view: *hits_r gets matching UIDs in view
  * order (arena). Answers the client itself on failure (returns < 0). */
 static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t nargs,
-		      uint32_t **hits_r, uint32_t **msns_r, size_t *nhits_r,
+		      uint32_t **hits_r, uint32_t **msns_r, uint64_t **modseqs_r, size_t *nhits_r,
 		      uint64_t *max_modseq_r, bool *want_modseq_r)
 {
 	struct session *s = cx->s;
@@ -218,6 +242,7 @@ static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t na
 	memcpy(view, s->uids, n * sizeof(uint32_t));
 	uint32_t *hits = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
 	uint32_t *msns = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint32_t));
+	uint64_t *modseqs = arena_alloc(cx->a, (n ? n : 1) * sizeof(uint64_t));
 	size_t nhits = 0;
 	uint64_t max_modseq = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -244,6 +269,7 @@ static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t na
 		}
 		if (match) {
 			msns[nhits] = (uint32_t)i + 1;
+			modseqs[nhits] = modseq;
 			hits[nhits++] = view[i];
 			if (modseq > max_modseq)
 				max_modseq = modseq;
@@ -252,6 +278,8 @@ static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t na
 	buf_deinit(&lc.data);
 	*hits_r = hits;
 	*msns_r = msns;
+	if (modseqs_r != NULL)
+		*modseqs_r = modseqs;
 	*nhits_r = nhits;
 	*max_modseq_r = max_modseq;
 	return 0;
@@ -276,9 +304,19 @@ void cmd_search(struct cmd_ctx *cx)
 	size_t nhits;
 	uint64_t max_modseq;
 	bool want_modseq;
-	if (run_search(cx, cx->args + skip, cx->nargs - (size_t)skip, &uids, &msns, &nhits,
-		       &max_modseq, &want_modseq) < 0)
+	uint64_t *modseqs;
+	if (run_search(cx, cx->args + skip, cx->nargs - (size_t)skip, &uids, &msns, &modseqs,
+		       &nhits, &max_modseq, &want_modseq) < 0)
 		return;
+	/* ESEARCH with only MIN/MAX: MODSEQ of what is returned (RFC 7162
+	 * 3.1.5 with RFC 4731). */
+	if (esearch && !(retopts & (SRET_ALL | SRET_COUNT)) && nhits > 0) {
+		max_modseq = 0;
+		if ((retopts & SRET_MIN) && modseqs[0] > max_modseq)
+			max_modseq = modseqs[0];
+		if ((retopts & SRET_MAX) && modseqs[nhits - 1] > max_modseq)
+			max_modseq = modseqs[nhits - 1];
+	}
 	uint32_t *hits = cx->uid ? uids : msns;
 	struct buf out;
 	buf_init(&out, 0);
@@ -336,7 +374,7 @@ void cmd_sort(struct cmd_ctx *cx)
 	size_t n;
 	uint64_t max_modseq;
 	bool want_modseq;
-	if (run_search(cx, args, cx->nargs, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
+	if (run_search(cx, args, cx->nargs, &uids, &msns, NULL, &n, &max_modseq, &want_modseq) < 0)
 		return;
 	struct mailbox *mb = session_mailbox(s);
 	if (mb != NULL)
@@ -404,7 +442,7 @@ void cmd_thread(struct cmd_ctx *cx)
 	size_t n;
 	uint64_t max_modseq;
 	bool want_modseq;
-	if (run_search(cx, args, cx->nargs, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
+	if (run_search(cx, args, cx->nargs, &uids, &msns, NULL, &n, &max_modseq, &want_modseq) < 0)
 		return;
 	struct mailbox *mb = session_mailbox(s);
 	struct refs_ctx rc = { .s = s };
@@ -449,6 +487,7 @@ void cmd_store(struct cmd_ctx *cx)
 	struct session *s = cx->s;
 	const char *error = NULL;
 	uint64_t unchangedsince = 0;
+	bool all_fail = false;
 	const struct imap_arg *args = cx->args;
 	size_t nargs = cx->nargs;
 	if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
@@ -460,11 +499,9 @@ void cmd_store(struct cmd_ctx *cx)
 			return;
 		}
 		s->condstore = true;
-		/* UNCHANGEDSINCE 0 can never hold: every message fails. */
-		if (unchangedsince == 0)
-			unchangedsince = UINT64_MAX;
-		else if (unchangedsince == UINT64_MAX)
-			unchangedsince = UINT64_MAX - 1;
+		/* UNCHANGEDSINCE 0 can never hold (every MODSEQ is above 0):
+		 * every message fails, nothing is written. */
+		all_fail = unchangedsince == 0;
 		/* Rebuild the argument vector without the modifier. */
 		struct imap_arg *v = arena_alloc(cx->a, (nargs - 1) * sizeof(*v));
 		v[0] = cx->args[0];
@@ -524,6 +561,18 @@ void cmd_store(struct cmd_ctx *cx)
 	}
 	struct buf modified;
 	buf_init(&modified, 0);
+	if (all_fail && n > 0) {
+		uint32_t *v = arena_alloc(cx->a, n * sizeof(uint32_t));
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t x = cx->uid ? uids[i] : session_msn(s, uids[i]);
+			if (x != 0)
+				v[k++] = x;
+		}
+		buf_append_str(&modified, "MODIFIED ");
+		seqset_write(&modified, v, k);
+		n = 0;
+	}
 	if (n > 0) {
 		struct index_txn *t = index_txn_begin(s->acct);
 		int op = index_txn_store(t, s->sel_id, uids, n, mode, flags, kw, nkw,
