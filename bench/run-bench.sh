@@ -18,7 +18,7 @@
 #   QUICK            1: a short run for development (under 3 minutes)
 #   BENCH_SERVERS    ["kura kura-s3 dovecot"]
 #   BENCH_PROFILES   ["login persistent append fetch idle"]
-#   BENCH_DURATION   measured seconds per profile [25 / 3]
+#   BENCH_DURATION   measured seconds per profile [25 / 2]
 #   BENCH_WARMUP     unmeasured seconds before each profile [2 / 1]
 #   BENCH_CLIENTS    concurrent sessions, also the S3 baseline's
 #                    concurrency [20 / 10]
@@ -32,7 +32,7 @@
 #   BENCH_COLD_SERVERS  servers of the cold-cache test ["kura kura-s3 dovecot"]
 #   BENCH_BASE_COUNT PUTs (and GETs) per object size in the S3 baseline
 #                    [3000 / 300]
-#   BENCH_MEM_HOLD   seconds the idle connections are held [6 / 4]
+#   BENCH_MEM_HOLD   seconds the idle connections are held [6 / 3]
 #   BENCH_MEM, BENCH_COLD, BENCH_BASELINE   0 skips that measurement [1]
 #   BENCH_DROP_CACHES  1: also drop the OS page cache before the cold
 #                    FETCH (sync; echo 3 > /proc/sys/vm/drop_caches) [0]
@@ -56,14 +56,14 @@ cd "$(dirname "$0")/.."
 QUICK=${QUICK:-0}
 STAMP=$(date +%Y%m%d-%H%M%S)
 if [ "$QUICK" = 1 ]; then
-	DURATION=${BENCH_DURATION:-3}
+	DURATION=${BENCH_DURATION:-2}
 	WARMUP=${BENCH_WARMUP:-1}
 	CLIENTS=${BENCH_CLIENTS:-10}
 	USERS=${BENCH_USERS:-20}
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-100}
 	COLD_MSGS=${BENCH_COLD_MSGS:-1000}
 	BASE_COUNT=${BENCH_BASE_COUNT:-300}
-	MEM_HOLD=${BENCH_MEM_HOLD:-4}
+	MEM_HOLD=${BENCH_MEM_HOLD:-3}
 	OUT=${BENCH_OUT:-bench/results/quick-$STAMP}
 	REPORT=${BENCH_REPORT:-bench/BENCH-quick.md}
 else
@@ -150,8 +150,13 @@ show_cmd() {
 
 # ---- build ----
 
+# make bench has built kura-bench already (make all); by hand, build it
+# when a source is newer
 step "build"
-sh bench/build.sh build
+if [ ! -x "$BIN" ] || [ -n "$(find bench lib/util.c lib/buf.c lib/kstr.c \
+	-name '*.[ch]' -newer "$BIN" 2>/dev/null | head -n 1)" ]; then
+	sh bench/build.sh build
+fi
 build_s3_baseline() {
 	if [ ! -f /usr/include/libs3.h ]; then
 		log "installing libs3-dev"
@@ -163,15 +168,18 @@ build_s3_baseline() {
 	${CC:-cc} -std=gnu11 ${OPT:--O2 -g} -Wall -Wextra -Werror -Wformat=2 -Wshadow \
 		-Wundef -Wvla -Wstrict-prototypes -Wmissing-prototypes -I. -D_GNU_SOURCE \
 		-o "$S3B" bench/s3_baseline.c bench/bench_hist.c lib/util.c \
-		-ls3 -ljansson
+		-ls3 -ljansson > "$OUT/s3-baseline-build.log" 2>&1
 }
 S3B_OK=1
-if [ "$DO_BASELINE" = 1 ] && ! build_s3_baseline; then
+if [ "$DO_BASELINE" = 1 ] && { [ -x "$S3B" ] && [ -z "$(find bench/s3_baseline.c \
+	bench/bench_hist.c bench/bench_hist.h lib/util.c -newer "$S3B")" ]; } ; then
+	:
+elif [ "$DO_BASELINE" = 1 ] && ! build_s3_baseline; then
 	S3B_OK=0
-	fail "s3-baseline (libs3) could not be built (see $OUT/apt-libs3.log); the S3 baseline uses curl"
+	fail "s3-baseline (libs3) could not be built (see $OUT/apt-libs3.log, $OUT/s3-baseline-build.log); the S3 baseline uses curl"
 fi
 
-python3 - "$OUT/meta.json" "$QUICK" <<'EOF'
+python3 - "$OUT/meta.json" "$QUICK" <<'EOF' || fail "cannot describe the machine (meta.json)"
 import json, os, platform, subprocess, sys, time
 def sh(c):
     try:
@@ -240,6 +248,11 @@ restart_server() { # server
 
 # ---- memory per idle connection ----
 
+# True while background job $1 runs (kill -0 also succeeds on a zombie).
+bg_running() {
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]
+}
+
 mem_test() { # server
 	step "$1: memory with $IDLE_CONNS idle connections"
 	if ! restart_server "$1"; then
@@ -263,7 +276,7 @@ mem_test() { # server
 	BG_PID=$!
 	i=0
 	while ! grep -q 'idle connections in IDLE' "$err" 2>/dev/null; do
-		kill -0 "$BG_PID" 2>/dev/null || break
+		bg_running "$BG_PID" || break
 		i=$((i + 1))
 		[ $i -gt 1500 ] && break
 		sleep 0.2
@@ -275,8 +288,7 @@ mem_test() { # server
 		sh bench/proc-mem.sh "$root" > "$OUT/mem-$srv-during-$k.json" || true
 		sleep 0.3
 	done
-	# kura-bench prints its table when it has closed the connections
-	if [ -s "$OUT/mem-$srv.txt" ]; then
+	if ! bg_running "$BG_PID"; then
 		fail "$srv: the idle connections were closed before the memory was sampled (BENCH_MEM_HOLD=$MEM_HOLD too short?)"
 	fi
 	if ! wait "$BG_PID"; then
@@ -347,7 +359,10 @@ cold_test() { # server
 	off=""
 	if [ "$srv" = kura-s3 ] && [ "$S3_KIND" = rgw ]; then
 		sleep 1
-		off=$(stat -c %s "$(rgw_log)")
+		off=$(stat -c %s "$(rgw_log)" 2>/dev/null) || {
+			fail "kura-s3: no radosgw log at $(rgw_log); S3 requests not counted"
+			off=""
+		}
 	fi
 	# the port is new after the restart
 	set -- sh bench/cold-fetch.sh time --port "$PORT" --user cold \
@@ -430,7 +445,7 @@ for server in $SERVERS; do
 		fi
 		echo "$S3_KIND $S3_STORE_URL" > "$OUT/s3-endpoint.txt"
 		if [ "$DO_BASELINE" = 1 ]; then
-			s3_baseline
+			s3_baseline || fail "S3 baseline: unexpected error"
 		fi
 	fi
 	if ! "start_$(echo "$server" | tr - _)"; then
@@ -453,20 +468,20 @@ for server in $SERVERS; do
 				break
 			fi
 		fi
-		run_profile "$server" "$p"
+		run_profile "$server" "$p" || fail "$server: profile $p: unexpected error"
 	done
 	if ! server_alive; then
 		fail "$server died during its last profile"
 		restart_server "$server" || true
 	fi
 	if [ "$DO_MEM" = 1 ]; then
-		mem_test "$server"
+		mem_test "$server" || fail "$server: memory measurement: unexpected error"
 	fi
 	if [ "$DO_COLD" = 1 ]; then
 		case " $COLD_SERVERS " in
 		*" $server "*)
 			if server_alive || restart_server "$server"; then
-				cold_test "$server"
+				cold_test "$server" || fail "$server: cold-cache test: unexpected error"
 			else
 				fail "$server: not running for the cold-cache test"
 			fi

@@ -12,8 +12,9 @@
 # shared by the transfers); ops/s is requests over the wall time of that
 # curl process (including its start, a few ms), latency is curl's
 # time_total of each transfer. Keys: AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN is sent when set). The objects
-# are deleted afterwards (not measured).
+# AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN is sent when set);
+# KURA_S3_CA_FILE, when set, verifies the server. The objects are deleted
+# afterwards (not measured).
 exec python3 - "$@" <<'EOF'
 import argparse, json, os, random, subprocess, sys, tempfile, time
 
@@ -49,6 +50,8 @@ def phase(method, keys):
         f.write("aws-sigv4 = %s\n" % quote("aws:amz:%s:s3" % a.region))
         f.write("user = %s\n" % quote(key + ":" + secret))
         f.write('header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"\n')
+        if os.environ.get("KURA_S3_CA_FILE"):
+            f.write("cacert = %s\n" % quote(os.environ["KURA_S3_CA_FILE"]))
         if os.environ.get("AWS_SESSION_TOKEN"):
             f.write("header = %s\n" % quote("x-amz-security-token: " + os.environ["AWS_SESSION_TOKEN"]))
         f.write('write-out = "%{http_code} %{time_total} %{size_download}\\n"\n')

@@ -15,6 +15,8 @@
 
 #define HIER_SEP '/'
 
+static void write_mailbox_name(struct session *s, struct buf *b, struct kstr name);
+
 /* SPECIAL-USE attribute names (RFC 6154), for LIST and CREATE. */
 static const struct {
 	uint32_t bit;
@@ -554,6 +556,19 @@ struct list_req {
 
 static struct kstr join_pattern(struct cmd_ctx *cx, struct kstr ref, struct kstr mbox)
 {
+	/* UTF8=ACCEPT: patterns may be UTF-8; names are kept in mUTF-7. */
+	if (cx->s->utf8_enabled) {
+		struct kstr *parts[2] = { &ref, &mbox };
+		for (int k = 0; k < 2; k++) {
+			if (mutf7_is_valid(*parts[k]))
+				continue;
+			struct buf b;
+			buf_init(&b, 0);
+			if (utf8_to_mutf7(*parts[k], &b))
+				*parts[k] = arena_kstr(cx->a, buf_kstr(&b));
+			buf_deinit(&b);
+		}
+	}
 	if (mbox.len > 0 && mbox.p[0] == HIER_SEP)
 		ref.len = 0;
 	char *p = arena_alloc(cx->a, ref.len + mbox.len + 1);
@@ -848,7 +863,7 @@ void status_write(struct session *s, struct buf *b, struct mailbox *mb,
 		  const struct imap_arg *items, size_t n)
 {
 	buf_append_str(b, "* STATUS ");
-	imap_write_astring(b, kstr_cstr(mb->name));
+	write_mailbox_name(s, b, kstr_cstr(mb->name));
 	buf_append_str(b, " (");
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_arg *it = &items[i];
@@ -1005,6 +1020,11 @@ void cmd_append(struct cmd_ctx *cx)
 			return;
 		}
 		const struct imap_arg *m = &cx->args[i++];
+		/* RFC 6855: APPEND ... UTF8 (~{n}...) after ENABLE UTF8=ACCEPT */
+		if (arg_is_atom(m, "UTF8") && s->utf8_enabled && i < cx->nargs &&
+		    cx->args[i].type == IMAP_ARG_LIST && cx->args[i].list_count == 1) {
+			m = &cx->args[i++].list[0];
+		}
 		if (m->type == IMAP_ARG_STREAMED) {
 			it->data = conn_literal_bytes(m->stream_handle);
 		} else if (m->type == IMAP_ARG_LITERAL) {

@@ -196,6 +196,8 @@ static int parse_search_return(const struct imap_arg *args, size_t n, unsigned *
 			r |= SRET_ALL;
 		else if (arg_is_atom(a, "COUNT"))
 			r |= SRET_COUNT;
+		else if (arg_is_atom(a, "SAVE"))
+			r |= SRET_SAVE;
 		else
 			return -1;
 	}
@@ -285,6 +287,72 @@ static int run_search(struct cmd_ctx *cx, const struct imap_arg *args, size_t na
 	return 0;
 }
 
+/* SEARCHRES: "$" (or "UID $") in search criteria stands for the saved
+ * result; it is rewritten as "(UID set)" or, when empty, "(NOT ALL)". */
+static struct imap_arg *saved_as_args(struct cmd_ctx *cx)
+{
+	struct session *s = cx->s;
+	struct imap_arg *l = arena_zalloc(cx->a, sizeof(*l));
+	struct imap_arg *v = arena_zalloc(cx->a, 2 * sizeof(*v));
+	l->type = IMAP_ARG_LIST;
+	l->list = v;
+	l->list_count = 2;
+	v[0].type = v[1].type = IMAP_ARG_ATOM;
+	uint32_t *live = arena_alloc(cx->a, (s->nsaved ? s->nsaved : 1) * sizeof(uint32_t));
+	size_t n = 0;
+	for (size_t i = 0; i < s->nsaved; i++)
+		if (session_msn(s, s->saved_uids[i]) != 0)
+			live[n++] = s->saved_uids[i];
+	if (n == 0) {
+		v[0].str = KSTR_LIT("NOT");
+		v[1].str = KSTR_LIT("ALL");
+		return l;
+	}
+	struct buf b;
+	buf_init(&b, 0);
+	seqset_write(&b, live, n);
+	v[0].str = KSTR_LIT("UID");
+	v[1].str = arena_kstr(cx->a, buf_kstr(&b));
+	buf_deinit(&b);
+	return l;
+}
+
+static void replace_saved_in(struct cmd_ctx *cx, struct imap_arg *args, size_t *nargs_io)
+{
+	size_t n = *nargs_io, o = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct imap_arg *a = &args[i];
+		if (a->type == IMAP_ARG_LIST) {
+			struct imap_arg *copy = arena_alloc(cx->a, (a->list_count ? a->list_count : 1) *
+							    sizeof(*copy));
+			memcpy(copy, a->list, a->list_count * sizeof(*copy));
+			a->list = copy;
+			replace_saved_in(cx, copy, &a->list_count);
+			args[o++] = *a;
+			continue;
+		}
+		bool uid_dollar = arg_is_atom(a, "UID") && i + 1 < n &&
+				  arg_is_atom(&args[i + 1], "$");
+		if (uid_dollar || arg_is_atom(a, "$")) {
+			args[o++] = *saved_as_args(cx);
+			if (uid_dollar)
+				i++;
+			continue;
+		}
+		args[o++] = *a;
+	}
+	*nargs_io = o;
+}
+
+static void replace_saved_result(struct cmd_ctx *cx, const struct imap_arg **args_io,
+				 size_t *nargs_io)
+{
+	struct imap_arg *copy = arena_alloc(cx->a, (*nargs_io ? *nargs_io : 1) * sizeof(*copy));
+	memcpy(copy, *args_io, *nargs_io * sizeof(*copy));
+	replace_saved_in(cx, copy, nargs_io);
+	*args_io = copy;
+}
+
 void cmd_search(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
@@ -305,9 +373,40 @@ void cmd_search(struct cmd_ctx *cx)
 	uint64_t max_modseq;
 	bool want_modseq;
 	uint64_t *modseqs;
-	if (run_search(cx, cx->args + skip, cx->nargs - (size_t)skip, &uids, &msns, &modseqs,
-		       &nhits, &max_modseq, &want_modseq) < 0)
+	const struct imap_arg *args = cx->args + skip;
+	size_t nargs = cx->nargs - (size_t)skip;
+	replace_saved_result(cx, &args, &nargs);
+	if (run_search(cx, args, nargs, &uids, &msns, &modseqs, &nhits, &max_modseq,
+		       &want_modseq) < 0) {
+		if (retopts & SRET_SAVE) {
+			free(s->saved_uids);	/* RFC 5182: a failed SEARCH empties $ */
+			s->saved_uids = NULL;
+			s->nsaved = 0;
+		}
 		return;
+	}
+	if (retopts & SRET_SAVE) {
+		free(s->saved_uids);
+		s->saved_uids = xmalloc((nhits ? nhits : 1) * sizeof(uint32_t));
+		s->nsaved = 0;
+		if ((retopts & (SRET_MIN | SRET_MAX)) && !(retopts & (SRET_ALL | SRET_COUNT))) {
+			/* SAVE with MIN/MAX keeps just those (RFC 5182 2.1). */
+			if ((retopts & SRET_MIN) && nhits > 0)
+				s->saved_uids[s->nsaved++] = uids[0];
+			if ((retopts & SRET_MAX) && nhits > 0 && (s->nsaved == 0 ||
+								 uids[nhits - 1] != uids[0]))
+				s->saved_uids[s->nsaved++] = uids[nhits - 1];
+		} else {
+			memcpy(s->saved_uids, uids, nhits * sizeof(uint32_t));
+			s->nsaved = nhits;
+		}
+		retopts &= ~(unsigned)SRET_SAVE;
+		if (retopts == 0) {
+			/* SAVE alone: no ESEARCH response (RFC 5182 2.4). */
+			session_tagged(s, cx->tag, "OK", NULL, "SEARCH completed (saved)");
+			return;
+		}
+	}
 	/* ESEARCH with only MIN/MAX: MODSEQ of what is returned (RFC 7162
 	 * 3.1.5 with RFC 4731). */
 	if (esearch && !(retopts & (SRET_ALL | SRET_COUNT)) && nhits > 0) {

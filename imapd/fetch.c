@@ -403,6 +403,10 @@ static void w_u64(struct wr *w, uint64_t v)
 /* Literal {n} (or literal8 ~{n}) with its bytes. */
 static void w_literal(struct wr *w, struct kstr s, bool literal8)
 {
+	/* NUL is not a CHAR8: content that holds one (stored from a BINARY
+	 * APPEND) can only travel as a literal8 (RFC 3516). */
+	if (!literal8 && s.len > 0 && memchr(s.p, 0, s.len) != NULL)
+		literal8 = true;
 	if (w->ok && !buf_printf(w->b, "%s{%zu}\r\n", literal8 ? "~" : "",
 				 s.len))
 		w->ok = false;

@@ -36,6 +36,9 @@ struct session *session_create(struct conn *c)
 
 void session_unselect(struct session *s)
 {
+	free(s->saved_uids);
+	s->saved_uids = NULL;
+	s->nsaved = 0;
 	free(s->uids);
 	s->uids = NULL;
 	s->nuids = s->uids_cap = 0;
@@ -168,7 +171,7 @@ void session_capabilities(struct session *s, struct buf *out)
 			       " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC"
 			       " ESEARCH MULTIAPPEND BINARY STATUS=SIZE QUOTA QUOTA=RES-STORAGE"
 			       " UTF8=ACCEPT COMPRESS=DEFLATE SORT SORT=DISPLAY"
-			       " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
+			       " THREAD=REFERENCES THREAD=ORDEREDSUBJECT SEARCHRES");
 		buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->srv->set.max_append_size);
 	}
 }
@@ -382,12 +385,25 @@ int session_resolve_set(struct session *s, struct arena *a, struct kstr set,
 		star = s->nuids ? s->uids[s->nuids - 1] : 0;
 	else
 		star = (uint32_t)s->nuids;
-	if (!seqset_parse(set, star, SESSION_MAX_SET_RANGES, &ss)) {
+	bool saved = set.len == 1 && set.p[0] == '$';
+	memset(&ss, 0, sizeof(ss));
+	if (!saved && !seqset_parse(set, star, SESSION_MAX_SET_RANGES, &ss)) {
 		*error_r = "Invalid sequence set";
 		return KURA_EINVAL;
 	}
 	uint32_t *out;
 	size_t n = 0;
+	if (set.len == 1 && set.p[0] == '$') {
+		/* SEARCHRES: the saved result, less what was expunged since. */
+		seqset_free(&ss);
+		out = arena_alloc(a, (s->nsaved ? s->nsaved : 1) * sizeof(uint32_t));
+		for (size_t i = 0; i < s->nsaved; i++)
+			if (session_msn(s, s->saved_uids[i]) != 0)
+				out[n++] = s->saved_uids[i];
+		*uids_r = out;
+		*n_r = n;
+		return 0;
+	}
 	if (uid) {
 		/* Intersect the ranges with the view: O(view + ranges). */
 		out = arena_alloc(a, (s->nuids ? s->nuids : 1) * sizeof(uint32_t));
@@ -637,6 +653,10 @@ bool arg_mailbox(struct cmd_ctx *cx, const struct imap_arg *a, struct kstr *name
 	if (!mutf7_is_valid(n)) {
 		if (!cx->s->utf8_enabled)
 			return false;
+		/* UTF-8 names: no C1 controls (RFC 6855 3, RFC 5198). */
+		for (size_t i = 0; i + 1 < n.len; i++)
+			if (n.p[i] == 0xc2 && n.p[i + 1] >= 0x80 && n.p[i + 1] <= 0x9f)
+				return false;
 		struct buf b;
 		buf_init(&b, 4096);
 		if (!utf8_to_mutf7(n, &b)) {

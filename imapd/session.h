@@ -46,6 +46,8 @@ struct session {
 	bool rev2;
 
 	uint64_t quota;		/* bytes, 0 = none (users file) */
+	uint32_t *saved_uids;	/* SEARCHRES "$" (RFC 5182), sorted */
+	size_t nsaved;
 
 	/* set by a handler; acted on after the task ends */
 	bool want_handoff;

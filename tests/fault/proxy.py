@@ -470,7 +470,9 @@ class FaultProxy:
 					c = None
 					return
 				if fault == "truncate":
-					if rbody:
+					# in the body, or (always when there is none, else
+					# sometimes) in the header block
+					if rbody and self.rng.random() < 0.7:
 						cut = len(resp_head) + self.rng.randint(0, len(rbody) - 1)
 					else:
 						cut = self.rng.randint(1, len(resp_head) - 1)

@@ -176,10 +176,13 @@ class Runner:
 		return out
 
 	def _match(self, full):
-		p = self.args.k
-		if any(c in p for c in "*?["):
-			return fnmatch.fnmatch(full, p) or fnmatch.fnmatch(full.split("::")[1], p)
-		return p in full
+		for p in self.args.k.split(","):
+			if any(c in p for c in "*?["):
+				if fnmatch.fnmatch(full, p) or fnmatch.fnmatch(full.split("::")[1], p):
+					return True
+			elif p in full:
+				return True
+		return False
 
 	def run_test(self, mod_name, mod, t):
 		full = "%s::%s" % (mod_name, t.__name__)
@@ -269,7 +272,7 @@ def _on_term(signum, frame):
 def main():
 	signal.signal(signal.SIGTERM, _on_term)
 	ap = argparse.ArgumentParser(description="kura fault tests (S3 backend)")
-	ap.add_argument("-k", metavar="PATTERN", help="run tests whose module::name contains PATTERN (or matches a glob)")
+	ap.add_argument("-k", metavar="PATTERN", help="run tests whose module::name contains PATTERN (or matches a glob); several separated by commas")
 	ap.add_argument("-x", action="store_true", help="stop at the first failure")
 	ap.add_argument("-v", action="store_true", help="progress lines and tracebacks")
 	ap.add_argument("--keep", action="store_true", help="keep the work directory")

@@ -117,5 +117,14 @@ def test_truncated_response(ctx):
 	fault_run(ctx, "truncated response", dict(truncate=0.2))
 
 
-for _t in (test_delay, test_drop_mid_request, test_drop_response, test_truncated_response):
+def test_log_faults(ctx):
+	"""The commit path alone: 40 % of the requests on log entries (the
+	create-only PUTs, the HEADs that tell our own earlier attempt from
+	another node's entry, the GETs that catch up) lose their response or
+	get a truncated one."""
+	fault_run(ctx, "log entry faults", dict(drop_response=0.2, truncate=0.2, kinds={"log"}))
+
+
+for _t in (test_delay, test_drop_mid_request, test_drop_response, test_truncated_response,
+	   test_log_faults):
 	_t.timeout = 180

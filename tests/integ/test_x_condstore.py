@@ -5,7 +5,7 @@ unsolicited FETCH responses, FETCH (CHANGEDSINCE), conditional STORE
 (MODSEQ n) result, ESEARCH interaction (RFC 4731 3.2), and a server that
 stores mod-sequences never answers NOMODSEQ."""
 
-from integlib import Lit, eq, expect, message, parse
+from integlib import eq, expect, message
 from test_x_lib import (esearch, fill, highestmodseq, lax, modseq_of, need, statuses, uid_set)
 
 

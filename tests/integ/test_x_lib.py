@@ -406,7 +406,3 @@ def statuses(r):
 				     for i in range(0, len(lst), 2)}
 			out[None].append(name)
 	return out
-
-
-__all__ = [n for n in dir() if not n.startswith("_")] + ["Lit", "quote", "eq", "expect",
-							 "message", "parse", "Fail", "re"]
