@@ -542,6 +542,10 @@ static int sweep_messages(struct sweep *sw, const char **error_r)
 	char *prefix = account_key(a, "m/");
 	rc = list_each(sw->st, prefix, collect_guid, &listed, error_r);
 	free(prefix);
+	/* Key order is guid order already; bsearch must not depend on the
+	 * backend getting that right. */
+	if (listed.n > 0)
+		qsort(listed.v, listed.n, sizeof(*listed.v), guid_cmp);
 	if (rc == 0)
 		rc = account_refresh(a, error_r);
 	if (rc != 0)

@@ -54,6 +54,10 @@ echo "== integration tests (fs backend)"
 KURA_BIN="$B/kura-imapd" python3 tests/integ/run.py > "$LOG/integ.out" 2>&1 || status=1
 grep -vE '^(ok|PASS) ' "$LOG/integ.out" | tail -60
 
+echo "== imapflow client test"
+KURA_BIN="$B/kura-imapd" sh tests/imapflow/run.sh > "$LOG/imapflow.out" 2>&1 || status=1
+tail -1 "$LOG/imapflow.out"
+
 if [ -n "$KURA_S3_URL" ]; then
 	echo "== integration tests (s3 backend, Ceph RGW)"
 	KURA_BIN="$B/kura-imapd" KURA_STORE="$KURA_S3_URL/run$$/{module}" \

@@ -1117,8 +1117,12 @@ def verify_state(ledger, state, who):
 		for uid in sorted(set(act) - matched):
 			cands = [m for m in by_body.get(act[uid][2], []) if not m.present]
 			if not cands:
+				fid = fault_id(act[uid][2])
+				twins = ["%s UID %d" % (m.mbox, m.uid) for m in L.msgs
+					 if m.fid == fid and m.uid is not None and m.certain]
 				wrong.append("UID %d (%s) was never acknowledged and matches no command with an "
-					     "unknown outcome" % (uid, fault_id(act[uid][2])))
+					     "unknown outcome%s" % (uid, fid, (": a duplicate of %s" % ", ".join(twins[:3]))
+									if twins else ""))
 				continue
 			m = cands[0]
 			m.present = True

@@ -5,7 +5,7 @@ the server sends "* OK" keepalives (a private server with
 --idle-keepalive 1), and IDLE combines with CONDSTORE/QRESYNC (RFC 7162:
 MODSEQ in unsolicited FETCH, VANISHED instead of EXPUNGE)."""
 
-from integlib import View, eq, expect, message, parse, timeout_scale
+from integlib import Result, View, eq, expect, message, parse, timeout_scale
 from test_x_lib import (fill, idle_done, idle_start, lax, modseq_of, need, own_server,
 			uids_of, vanished, wait_for)
 
@@ -71,7 +71,7 @@ def test_idle_expunge_within_1s(ctx):
 	expect(ok3, "only one of two EXPUNGEs reached the idler: %r" % (got2 + got3))
 	r = idle_done(idler, tag)
 	v = View(list(uids))
-	v.apply(type(r)(r.tag, r.tagged, early + got + got2 + got3 + r.untagged, []))
+	v.apply(Result(r.tag, r.tagged, early + got + got2 + got3 + r.untagged, []))
 	eq(v.uids, [uids[2]], "idler's view after the EXPUNGE responses")
 	eq(uids_of(idler), [uids[2]], "UIDs after IDLE")
 
@@ -198,6 +198,6 @@ def test_idle_qresync_vanished(ctx):
 	expect(got[-1].upper().startswith(b"* VANISHED "),
 	       "EXPUNGE sent to a QRESYNC client (RFC 7162 3.2.10: VANISHED): %r" % got[-1])
 	r = idle_done(idler, tag)
-	v = vanished(type(r)(r.tag, r.tagged, got, []))
+	v = vanished(Result(r.tag, r.tagged, got, []))
 	eq(v, [(False, [uids[1]])], "VANISHED during IDLE")
 	eq(uids_of(idler), [uids[0], uids[2]], "UIDs after IDLE")

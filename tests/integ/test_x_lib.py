@@ -14,12 +14,12 @@ defines no test functions, so the runner starts no server for it.
 """
 
 import os
-import re
+import shutil
 import time
 import zlib
 
 import integlib
-from integlib import Fail, Lit, eq, expect, message, parse, quote, status_of
+from integlib import Fail, eq, expect, message, parse, status_of
 
 
 # ------------------------------------------------------------ capabilities
@@ -93,7 +93,6 @@ def own_server(ctx, extra=(), users=None, tag="own"):
 		return None
 	n = len(getattr(ctx, "_extra", [])) + 2
 	workdir = "%s.%s%d" % (ctx.server.dir, tag, n)
-	import shutil
 	shutil.rmtree(workdir, ignore_errors=True)
 	os.makedirs(workdir, exist_ok=True)
 	users_path = ctx.server.users_path

@@ -3,7 +3,9 @@ OK before the EXPUNGE responses (the RFC 6851 3.3 example; the tagged OK
 is accepted too), EXPUNGE or VANISHED responses, flags and internal date
 kept, other \\Deleted messages left alone, TRYCREATE, and atomicity (two
 sessions moving the same messages to different mailboxes: every message
-ends up in exactly one place, none lost or duplicated)."""
+ends up in exactly one place -- RFC 6851 3.3: none lost (MUST), none in
+both mailboxes (SHOULD NOT; kura moves atomically, Dovecot 2.3 leaves
+duplicates))."""
 
 import threading
 

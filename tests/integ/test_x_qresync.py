@@ -6,7 +6,7 @@ HIGHESTMODSEQ in the tagged OK of an expunging command, UID FETCH
 (CHANGEDSINCE n VANISHED), the [CLOSED] boundary on re-SELECT, and BAD for
 QRESYNC parameters without ENABLE."""
 
-from integlib import Fail, eq, expect, message
+from integlib import Fail, Result, eq, expect, message
 from test_x_lib import fill, highestmodseq, lax, modseq_of, need, uids_of, vanished
 
 
@@ -215,7 +215,7 @@ def test_expunge_tagged_highestmodseq(ctx):
 		if cmd == "CLOSE":
 			c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
 		r = c.ok(cmd)
-		v = [int(x) for n, x in type(r)(r.tag, r.tagged, [], []).codes() if n == "HIGHESTMODSEQ"]
+		v = [int(x) for n, x in Result(r.tag, r.tagged, [], []).codes() if n == "HIGHESTMODSEQ"]
 		if not v or v[0] <= h:
 			probs.append("%s -> %r (want OK [HIGHESTMODSEQ n] with n > %d)" % (cmd, r, h))
 		else:
