@@ -629,6 +629,12 @@ static int make_parent_dirs(const char *path)
 	char *copy = xstrdup(path);
 	char *dir = dirname(copy);
 	int r = 0;
+	/* "users" has the parent "." (a static string in glibc): nothing to
+	 * create, and nothing to write into. */
+	if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0) {
+		free(copy);
+		return 0;
+	}
 	for (char *p = dir + 1; ; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;

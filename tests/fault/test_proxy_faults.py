@@ -58,6 +58,8 @@ def fault_run(ctx, mode, faults, no_allowed=True):
 	ctx.note("%s: %d operations, %d backend requests, faults injected %s, %d NO [UNAVAILABLE]" % (
 		mode, ops, reqs, dict(sorted(injected.items())), len(ledger.nos)))
 	slow = max(w.max_latency for w in ws)
+	if slow > 40 * faultlib.scale():
+		probs.append("a command took %.1fs under %s faults" % (slow, mode))
 	ctx.note("%s: slowest command %.2fs; %s" % (mode, slow, "; ".join(
 		x for x in faultlib.latency_summary(ledger) if x.startswith(("APPEND", "STORE", "MOVE")))))
 	# The same sessions work again once the faults stop (a retry finishes

@@ -15,6 +15,10 @@ fail=0
 for src in tests/fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
 	target=${name#fuzz_}
+	# FUZZ_TARGETS="mime index" runs only those.
+	if [ -n "$FUZZ_TARGETS" ] && ! echo " $FUZZ_TARGETS " | grep -q " $target "; then
+		continue
+	fi
 	echo "== $name (${SECONDS_EACH}s)"
 	clang $CFLAGS -o "$OUT/$name" "$src" $LIBSRC $LIBS
 	mkdir -p "tests/fuzz/regress/$target" "$OUT/corpus-$target"
