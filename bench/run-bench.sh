@@ -32,7 +32,7 @@
 #   BENCH_COLD_SERVERS  servers of the cold-cache test ["kura kura-s3 dovecot"]
 #   BENCH_BASE_COUNT PUTs (and GETs) per object size in the S3 baseline
 #                    [3000 / 300]
-#   BENCH_MEM_HOLD   seconds the idle connections are held [6 / 3]
+#   BENCH_MEM_HOLD   seconds the idle connections are held [8 / 5]
 #   BENCH_MEM, BENCH_COLD, BENCH_BASELINE   0 skips that measurement [1]
 #   BENCH_DROP_CACHES  1: also drop the OS page cache before the cold
 #                    FETCH (sync; echo 3 > /proc/sys/vm/drop_caches) [0]
@@ -46,8 +46,8 @@
 #                    private RGW (MinIO, AWS S3; an empty bucket), with
 #                    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY [AWS_REGION,
 #                    AWS_SESSION_TOKEN, KURA_S3_ADDRESSING, KURA_S3_CA_FILE]
-# Servers run from a private temporary directory that is removed at the
-# end; nothing in /etc is changed. Dovecot (dovecot-imapd), Ceph
+# Servers run from a private temporary directory (/tmp/kura-bench.*) that
+# is removed in the background at the end; nothing in /etc is changed. Dovecot (dovecot-imapd), Ceph
 # (radosgw ceph-mon ceph-osd ceph-common) and libs3-dev are installed
 # with apt if missing.
 set -eu
@@ -63,7 +63,7 @@ if [ "$QUICK" = 1 ]; then
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-100}
 	COLD_MSGS=${BENCH_COLD_MSGS:-1000}
 	BASE_COUNT=${BENCH_BASE_COUNT:-300}
-	MEM_HOLD=${BENCH_MEM_HOLD:-3}
+	MEM_HOLD=${BENCH_MEM_HOLD:-5}
 	OUT=${BENCH_OUT:-bench/results/quick-$STAMP}
 	REPORT=${BENCH_REPORT:-bench/BENCH-quick.md}
 else
@@ -74,7 +74,7 @@ else
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 	COLD_MSGS=${BENCH_COLD_MSGS:-10000}
 	BASE_COUNT=${BENCH_BASE_COUNT:-3000}
-	MEM_HOLD=${BENCH_MEM_HOLD:-6}
+	MEM_HOLD=${BENCH_MEM_HOLD:-8}
 	OUT=${BENCH_OUT:-bench/results/$STAMP}
 	REPORT=${BENCH_REPORT:-bench/BENCH.md}
 fi
@@ -130,7 +130,10 @@ cleanup() {
 	if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then
 		log "servers' files kept in $WORK"
 	else
-		rm -rf "$WORK"
+		# deleting a few GB of small files takes a minute on some disks
+		# (ext4 with discard): not worth waiting for
+		log "removing $WORK in the background"
+		nohup rm -rf "$WORK" </dev/null >/dev/null 2>&1 &
 	fi
 }
 trap cleanup EXIT
@@ -154,7 +157,7 @@ show_cmd() {
 # when a source is newer
 step "build"
 if [ ! -x "$BIN" ] || [ -n "$(find bench lib/util.c lib/buf.c lib/kstr.c \
-	-name '*.[ch]' -newer "$BIN" 2>/dev/null | head -n 1)" ]; then
+	-name '*.[ch]' ! -name s3_baseline.c -newer "$BIN" 2>/dev/null | head -n 1)" ]; then
 	sh bench/build.sh build
 fi
 build_s3_baseline() {
@@ -270,7 +273,11 @@ mem_test() { # server
 		--user-count "$USERS" --password 'pw%s' --profile idle \
 		--idle-conns "$IDLE_CONNS" --clients 0 --duration "$MEM_HOLD" \
 		--seed "$SEED" --json "$OUT/mem-$srv.bench.json"
-	show_cmd "$@" > "$OUT/mem-$srv.cmd"
+	{
+		echo "# restart the server, wait 1 s, then: sh bench/proc-mem.sh $root"
+		show_cmd "$@"
+		echo "# 1 s after it reports all connections in IDLE: sh bench/proc-mem.sh $root, 3 times 0.3 s apart (median)"
+	} > "$OUT/mem-$srv.cmd"
 	err=$OUT/mem-$srv.err
 	"$@" > "$OUT/mem-$srv.txt" 2> "$err" &
 	BG_PID=$!
@@ -306,14 +313,17 @@ rgw_log() {
 }
 
 # Counts the S3 requests radosgw logged after byte offset $1 of its log.
+# The request lines go to out.log.
 rgw_count() { # offset out.json
-	python3 - "$(rgw_log)" "$1" > "$2" <<'EOF'
+	python3 - "$(rgw_log)" "$1" "${2%.json}.log" > "$2" <<'EOF'
 import json, re, sys
 with open(sys.argv[1], "rb") as f:
     f.seek(int(sys.argv[2]))
     data = f.read().decode("utf-8", "replace")
 c = {}
-for m in re.finditer(r'beast: .*?"([A-Z]+) (\S+) HTTP', data):
+lines = open(sys.argv[3], "w")
+for m in re.finditer(r'beast: .*?"([A-Z]+) (\S+) HTTP.*', data):
+    lines.write(m.group(0) + "\n")
     meth, path = m.groups()
     if meth == "GET" and ("list-type=" in path or re.match(r"^/[^/?]+/?(\?|$)", path)):
         meth = "LIST"
@@ -368,8 +378,11 @@ cold_test() { # server
 	set -- sh bench/cold-fetch.sh time --port "$PORT" --user cold \
 		--password pwcold --expect "$COLD_MSGS"
 	{
-		echo "stop the server; $what; start it again; then:"
+		echo "# stop the server; $what; start it again; then:"
 		show_cmd "$@"
+		if [ -n "$off" ]; then
+			echo "# S3 requests: the lines radosgw logged meanwhile (cold-$srv-requests.log)"
+		fi
 	} > "$OUT/cold-$srv.cmd"
 	"$@" > "$OUT/cold-$srv-cold.json" ||
 		fail "$srv: the cold FETCH failed: $(cat "$OUT/cold-$srv-cold.json")"

@@ -47,7 +47,6 @@ import http.client
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -625,6 +624,13 @@ class Worker:
 		van, fetch = _parse_untagged(r)
 		if van:
 			self.ledger.saw_vanished(mb, van, self.name)
+			# Own messages someone else expunged (they had \Deleted,
+			# maybe from a command whose answer was lost): not ours
+			# to use any more.
+			for u in van:
+				m = self.own[mb].pop(u, None) if mb in self.own else None
+				if m is not None:
+					m.event("%s saw VANISHED" % self.name)
 		return van, fetch
 
 	def cmd(self, mb, *parts, what=None, allow=()):
@@ -829,8 +835,17 @@ class Worker:
 		m = m or self.pick(mb)
 		if m is None:
 			return
-		r = self.op_store(mb, m, "+", ["\\Deleted"], silent=True)
+		try:
+			r = self.op_store(mb, m, "+", ["\\Deleted"], silent=True)
+		except ConnLost:
+			# \Deleted may be set: anyone's EXPUNGE may remove it now
+			m.certain = False
+			self.own[mb].pop(m.uid, None)
+			raise
 		if r is None or r.status != "OK":
+			if not self.ledger.strict_no:
+				m.certain = False
+				self.own[mb].pop(m.uid, None)
 			return
 		m.event("%s UID EXPUNGE sent" % self.name)
 		try:

@@ -5,8 +5,6 @@ per SELECT on a warm node.  Request counts come from proxy.py's counting
 proxy between the node and the S3 server; times are reported, never
 asserted."""
 
-import os
-import re
 import threading
 import time
 

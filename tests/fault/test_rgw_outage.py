@@ -98,7 +98,7 @@ def check_outage_answers(ledger, t_from, t_to, writes_must_fail):
 	return probs, n, worst
 
 
-def outage_round(w, i, other_conn, fresh, results):
+def outage_round(w, i, results):
 	"""One round of commands of every kind on worker w's sessions."""
 	kind = i % 9
 	try:
@@ -149,7 +149,7 @@ def test_radosgw_stopped(ctx):
 	i = 0
 	while time.monotonic() - t_kill < OUTAGE:
 		for w in ws:
-			outage_round(w, i, None, fresh, lost)
+			outage_round(w, i, lost)
 		if i % 5 == 0:
 			t0 = time.monotonic()
 			r = fresh.cmd("LOGIN ", quote(fresh_user.name), " ", quote(fresh_user.password))
@@ -256,7 +256,7 @@ def test_radosgw_frozen(ctx):
 		def client(w, k):
 			i = k
 			while time.monotonic() - t_stop < OUTAGE:
-				outage_round(w, i, None, None, lost)
+				outage_round(w, i, lost)
 				i += 3
 
 		ts = [threading.Thread(target=client, args=(w, k)) for k, w in enumerate(ws)]

@@ -1,2 +1,0 @@
-stop the server; rm Maildir/dovecot.index* dovecot.list.index* of user cold; start it again; then:
-sh bench/cold-fetch.sh time --port 50075 --user cold --password pwcold --expect 1000

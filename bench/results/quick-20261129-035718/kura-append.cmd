@@ -1,1 +1,0 @@
-build/bench/kura-bench --host 127.0.0.1 --port 44751 --users u%d --user-count 20 --password pw%s --clients 10 --duration 3 --warmup 1 --seed 1 --profile append --json /work/main/bench/results/quick-20261129-035718/kura-append.json

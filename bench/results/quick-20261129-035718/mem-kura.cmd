@@ -1,1 +1,0 @@
-build/bench/kura-bench --host 127.0.0.1 --port 38211 --users u%d --user-count 20 --password pw%s --profile idle --idle-conns 100 --clients 0 --duration 4 --seed 1 --json /work/main/bench/results/quick-20261129-035718/mem-kura.bench.json

@@ -1,1 +1,0 @@
-build/bench/s3-baseline --host 127.0.0.1:41797 --bucket kura-bench --size 4096 --concurrency 10 --count 300 --seed 1 --prefix s3-baseline-10183 --json /work/main/bench/results/quick-20261129-035718/s3-baseline-4096.json
