@@ -184,7 +184,7 @@ if any(s == "kura-s3" for s, _ in servers):
         f3(app["latency_us"]["p99"] / 1e3 if app else None), cmdref("run", "kura-bench", "kura-s3", "append")))
     for sz in (65536, 4096):
         b = base[sz]
-        put = b["put"] if b else None
+        put = b["put"] if b and b["put"]["ops"] else None
         w("| raw PUT %d KiB (%s) | %s | %s | %s | **%s** | %s |" % (
             sz // 1024, (b or {}).get("client", "n/a").split(" (")[0],
             f1(put["ops_per_s"] if put else None),

@@ -424,7 +424,7 @@ s3_baseline() {
 				cat "$OUT/s3-baseline-$size.txt" >&2
 				continue
 			fi
-			fail "S3 baseline ($size bytes): libs3 failed ($(head -n 3 "$OUT/s3-baseline-$size.err" | tr '\n' ' ')); measured with curl instead"
+			fail "S3 baseline ($size bytes): libs3 failed ($(sort -u "$OUT/s3-baseline-$size.err" | head -n 3 | tr '\n' ' ')); measured with curl instead"
 		fi
 		set -- sh bench/s3-curl-baseline.sh --url "$url" --size "$size" \
 			--concurrency "$CLIENTS" --count "$BASE_COUNT" --seed "$SEED" \
@@ -433,7 +433,7 @@ s3_baseline() {
 		if "$@" > "$OUT/s3-baseline-$size.txt" 2> "$OUT/s3-baseline-$size.err"; then
 			cat "$OUT/s3-baseline-$size.txt" >&2
 		else
-			fail "S3 baseline ($size bytes): curl failed too: $(tail -n 3 "$OUT/s3-baseline-$size.err" | tr '\n' ' ')"
+			fail "S3 baseline ($size bytes): curl failed too: $(sed 's/^s3-curl-baseline: [a-z]* error: //' "$OUT/s3-baseline-$size.err" | sort -u | head -n 3 | tr '\n' ' ')"
 		fi
 	done
 }

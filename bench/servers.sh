@@ -31,11 +31,16 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_port() {
-	i=0
+# Waits up to 30 s until 127.0.0.1:PORT accepts; fails at once when the
+# server process PID (optional) has exited.
+wait_port() { # PORT [PID]
+	end=$(($(date +%s) + 30))
 	while ! python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1).close()" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -gt 100 ]; then
+		if [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null; then
+			log "the server (pid $2) exited before listening on port $1"
+			return 1
+		fi
+		if [ "$(date +%s)" -ge "$end" ]; then
 			log "server on port $1 did not come up"
 			return 1
 		fi
@@ -105,7 +110,7 @@ start_kura_on() {
 	SERVER_ROOT_PID=$SERVER_PID
 	SERVER_CACHE=$d/cache
 	SERVER_LOG="$d/stderr $d/kura.log"
-	wait_port "$PORT"
+	wait_port "$PORT" "$SERVER_PID"
 }
 
 start_kura() {

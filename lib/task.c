@@ -11,6 +11,16 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TASK_VALGRIND 1
+#endif
+#endif
+#ifndef TASK_VALGRIND
+#define TASK_VALGRIND 0
+#endif
+
 #if defined(__SANITIZE_ADDRESS__)
 #define TASK_ASAN 1
 #elif defined(__has_feature)
@@ -65,6 +75,9 @@ struct task_stack {
 	size_t map_len;
 	void *bottom;
 	size_t size;
+#if TASK_VALGRIND
+	unsigned vg_id;	/* valgrind's id of this stack */
+#endif
 };
 
 struct task {
@@ -157,6 +170,12 @@ static struct task_stack *task_stack_get(void)
 	s->map_len = len;
 	s->bottom = map + page;
 	s->size = len - page - 64;
+#if TASK_VALGRIND
+	/* Without it valgrind takes a switch between stacks less than
+	 * --max-stackframe apart for a huge frame, and reports every
+	 * access to the other stack as invalid. */
+	s->vg_id = VALGRIND_STACK_REGISTER(s->bottom, (char *)s->bottom + s->size);
+#endif
 	return s;
 }
 
@@ -175,6 +194,9 @@ static void task_stack_put(struct task_stack *s)
 		sched.n_free++;
 		return;
 	}
+#if TASK_VALGRIND
+	VALGRIND_STACK_DEREGISTER(s->vg_id);
+#endif
 	if (munmap(s->map, s->map_len) < 0)
 		task_fatal_errno("munmap stack");
 }
