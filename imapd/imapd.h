@@ -70,6 +70,7 @@ struct listen_sock {
 	bool tls;
 	struct loop_op op;
 	bool armed;
+	struct loop_timer retry;	/* re-arm after an accept error */
 };
 
 struct worker {

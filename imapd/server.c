@@ -71,6 +71,13 @@ static int listen_socket(const struct server_listener *l, const char **error_r)
 
 static void accept_arm(struct listen_sock *ls);
 
+static void accept_retry(struct loop_timer *t)
+{
+	struct listen_sock *ls = (struct listen_sock *)((char *)t - offsetof(struct listen_sock, retry));
+	if (!ls->armed && !atomic_load(&ls->w->srv->stopping) && ls->fd >= 0)
+		accept_arm(ls);
+}
+
 static void accept_done(struct loop_op *op, int res, uint32_t flags)
 {
 	struct listen_sock *ls = (struct listen_sock *)((char *)op - offsetof(struct listen_sock, op));
@@ -82,7 +89,14 @@ static void accept_done(struct loop_op *op, int res, uint32_t flags)
 		else
 			conn_accepted(ls->w, res, ls->tls);
 	} else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR) {
+		if (atomic_load(&ls->w->srv->stopping))
+			return;
 		log_warn("event=accept-error worker=%u error=\"%s\"", ls->w->id, strerror(-res));
+		/* Out of descriptors or memory: back off instead of spinning. */
+		if (!ls->armed) {
+			loop_timer_start(ls->w->loop, &ls->retry, 100, accept_retry);
+			return;
+		}
 	}
 	if (!ls->armed && !atomic_load(&ls->w->srv->stopping))
 		accept_arm(ls);
@@ -144,6 +158,7 @@ int server_start(struct server *srv, const char **error_r)
 			w->socks[j].w = w;
 			w->socks[j].fd = fd;
 			w->socks[j].tls = srv->set.listeners[j].tls;
+			loop_timer_init(&w->socks[j].retry);
 		}
 	}
 	for (unsigned j = 0; j < srv->set.nlisteners; j++)
@@ -185,6 +200,7 @@ static void worker_shutdown(void *arg)
 	for (unsigned i = 0; i < w->nsocks; i++) {
 		if (w->socks[i].fd < 0)
 			continue;
+		loop_timer_stop(w->loop, &w->socks[i].retry);
 		shutdown(w->socks[i].fd, SHUT_RDWR);
 		if (w->id == 0)
 			close(w->socks[i].fd);
