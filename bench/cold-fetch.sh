@@ -5,8 +5,10 @@
 #   sh bench/cold-fetch.sh fill --port P --user U --password PW --count N
 #       APPENDs generated messages (about 1.5 KiB, distinct From, To,
 #       Subject, Date, Message-ID; deterministic) to U's INBOX until it
-#       holds N messages; 4 connections, MULTIAPPEND batches of 100 when
-#       the server advertises it. Prints a JSON object.
+#       holds N messages: one message per APPEND, as mail delivery does,
+#       over --conns connections (8); --batch B > 1 sends MULTIAPPENDs of B
+#       messages when the server advertises MULTIAPPEND. Prints a JSON
+#       object.
 #   sh bench/cold-fetch.sh time --port P --user U --password PW [--expect N]
 #       connects, LOGIN, SELECT INBOX, UID FETCH 1:* (FLAGS ENVELOPE),
 #       LOGOUT; prints a JSON object with the seconds of each step from
@@ -25,8 +27,8 @@ ap.add_argument("--user", required=True)
 ap.add_argument("--password", required=True)
 ap.add_argument("--count", type=int, default=10000)
 ap.add_argument("--expect", type=int, default=-1)
-ap.add_argument("--conns", type=int, default=4)
-ap.add_argument("--batch", type=int, default=100)
+ap.add_argument("--conns", type=int, default=8)
+ap.add_argument("--batch", type=int, default=1)
 ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--timeout", type=float, default=600)
 a = ap.parse_args()
@@ -164,7 +166,7 @@ def fill():
     errors = []
     lock = threading.Lock()
     jobs = list(range(have, have + need))
-    step = a.batch if multi else 1
+    step = max(1, a.batch) if multi else 1
     batches = [jobs[i:i + step] for i in range(0, len(jobs), step)]
 
     def worker():

@@ -390,7 +390,7 @@ if int(cfg.get("cold", 1)):
     w("## Cold cache")
     w("")
     w("The user `cold` gets %s generated messages (about 1.5 KiB each, distinct "
-      "headers; `bench/cold-fetch.sh fill`, MULTIAPPEND when offered). Then, timed "
+      "headers; `bench/cold-fetch.sh fill`, %s). Then, timed "
       "from the client (`bench/cold-fetch.sh time`: connect, LOGIN, SELECT INBOX, "
       "`UID FETCH 1:* (FLAGS ENVELOPE)`, each response checked for an ENVELOPE): "
       "*warm* with the server as it is, then the server is stopped, its cache (kura) "
@@ -398,6 +398,8 @@ if int(cfg.get("cold", 1)):
       "*cold*, then *again* right after. The OS page cache is %s. S3 requests are "
       "those radosgw logged during the cold run." % (
           cfg.get("cold_msgs"),
+          "one message per APPEND over 8 connections, as delivery would" if int(cfg.get("cold_batch", 1)) <= 1
+          else "MULTIAPPEND of %s messages each" % cfg.get("cold_batch"),
           "dropped before the cold run (BENCH_DROP_CACHES=1)" if int(cfg.get("drop_caches", 0))
           else "not dropped (BENCH_DROP_CACHES=1 would), so the fs store and the maildir are read from memory"))
     w("")
@@ -406,13 +408,14 @@ if int(cfg.get("cold", 1)):
     for s, n in servers:
         if s not in cfg.get("cold_servers", "").split():
             continue
+        addcmd(anchor("fill", s), "%s, filling the cold-cache mailbox" % n, "cold-%s-fill.cmd" % s)
         addcmd(anchor("cold", s), "%s, cold-cache FETCH" % n, "cold-%s.cmd" % s)
         c = cold[s]
         fl, wm, cc, ag, rq = c["fill"], c["warm"], c["cold"], c["again"], c["requests"]
         ok = lambda x: x if x and x.get("ok", True) and "error" not in x else None
         cc, wm, ag = ok(cc), ok(wm), ok(ag)
         w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            n, f1(fl.get("seconds")) if fl and "seconds" in fl else "n/a",
+            n, ("%s ([cmd](#%s))" % (f1(fl.get("seconds")), anchor("fill", s))) if fl and "seconds" in fl else "n/a",
             f3(wm["total_s"] if wm else None),
             f3(cc["connect_s"] if cc else None), f3(cc["login_s"] if cc else None),
             f3(cc["select_s"] if cc else None), f3(cc["fetch_s"] if cc else None),

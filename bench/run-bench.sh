@@ -30,6 +30,7 @@
 #   BENCH_EXTRA      more kura-bench options for every profile, e.g. "--tls"
 #   BENCH_COLD_MSGS  messages of the cold-cache mailbox [10000 / 1000]
 #   BENCH_COLD_SERVERS  servers of the cold-cache test ["kura kura-s3 dovecot"]
+#   BENCH_COLD_BATCH messages per APPEND when filling it (>1: MULTIAPPEND) [1]
 #   BENCH_BASE_COUNT PUTs (and GETs) per object size in the S3 baseline
 #                    [3000 / 300]
 #   BENCH_MEM_HOLD   seconds the idle connections are held [8 / 5]
@@ -84,6 +85,7 @@ IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-$CLIENTS}
 SEED=${BENCH_SEED:-1}
 EXTRA=${BENCH_EXTRA:-}
 COLD_SERVERS=${BENCH_COLD_SERVERS:-"kura kura-s3 dovecot"}
+COLD_BATCH=${BENCH_COLD_BATCH:-1}
 DO_MEM=${BENCH_MEM:-1}
 DO_COLD=${BENCH_COLD:-1}
 DO_BASELINE=${BENCH_BASELINE:-1}
@@ -213,7 +215,7 @@ cat > "$OUT/config.json" <<EOF
  "idle_conns": $IDLE_CONNS, "idle_clients": $IDLE_CLIENTS, "seed": $SEED,
  "cold_msgs": $COLD_MSGS, "base_count": $BASE_COUNT, "mem_hold": $MEM_HOLD,
  "servers": "$SERVERS", "profiles": "$PROFILES", "extra": "$EXTRA",
- "cold_servers": "$COLD_SERVERS",
+ "cold_servers": "$COLD_SERVERS", "cold_batch": $COLD_BATCH,
  "mem": $DO_MEM, "cold": $DO_COLD, "baseline": $DO_BASELINE,
  "drop_caches": ${BENCH_DROP_CACHES:-0}, "s3_url_external": "${KURA_BENCH_S3_URL:-}"}
 EOF
@@ -336,8 +338,10 @@ EOF
 cold_test() { # server
 	srv=$1
 	step "$srv: cold cache, filling $COLD_MSGS messages"
-	if ! sh bench/cold-fetch.sh fill --port "$PORT" --user cold --password pwcold \
-		--count "$COLD_MSGS" --seed "$SEED" > "$OUT/cold-$srv-fill.json"; then
+	set -- sh bench/cold-fetch.sh fill --port "$PORT" --user cold --password pwcold \
+		--count "$COLD_MSGS" --seed "$SEED" --batch "$COLD_BATCH"
+	show_cmd "$@" > "$OUT/cold-$srv-fill.cmd"
+	if ! "$@" > "$OUT/cold-$srv-fill.json"; then
 		fail "$srv: filling the cold-cache mailbox failed: $(cat "$OUT/cold-$srv-fill.json")"
 		return 0
 	fi

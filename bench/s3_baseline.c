@@ -13,7 +13,8 @@
  * then the objects are deleted (not measured) unless --keep. A warm-up of
  * 2 x concurrency PUTs (not measured) opens the connections first.
  * Latency runs from handing the request to libs3 to its completion
- * callback. Keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or
+ * callback. A phase stops issuing after --max-seconds and aborts what is
+ * still running 30 s later (counted as errors). Keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or
  * S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY). Exit status 0 when the run
  * completed (errors are data, see the JSON), 2 on bad options, 1 when
  * every request failed. */
@@ -35,6 +36,7 @@
 
 #define MAX_CONCURRENCY 512	/* select() and FD_SETSIZE */
 #define MAX_SAMPLES 8
+#define HANG_GRACE_US (30 * 1000000ULL)	/* after --max-seconds */
 
 enum phase {
 	PHASE_WARMUP = 0,
@@ -230,6 +232,14 @@ static void run_phase(enum phase ph, size_t first, size_t n)
 		}
 		if (S.inflight == 0 && (next >= n || time_mono_usec() >= deadline))
 			break;
+		if (time_mono_usec() >= deadline + HANG_GRACE_US) {
+			/* libs3 2.0 has no request timeout: abort what hangs
+			 * (each is completed as S3StatusInterrupted, an error) */
+			S3_destroy_request_context(S.rq);
+			if (S3_create_request_context(&S.rq) != S3StatusOK)
+				die("S3_create_request_context failed");
+			continue;
+		}
 		S3Status rc = S3_runonce_request_context(S.rq, &remaining);
 
 		if (rc != S3StatusOK)

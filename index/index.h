@@ -296,6 +296,8 @@ int index_txn_copy(struct index_txn *t, uint64_t src_id,
  *   KURA_ECORRUPT   the log could not be read while catching up;
  *   KURA_EINVAL     the transaction was already committed. */
 int index_txn_commit(struct index_txn *t, const char **error_r);
+/* (*error_r is thread-local text, valid until the next commit on this
+ * thread: it survives index_txn_free().) */
 const struct index_op_result *index_txn_result(const struct index_txn *t,
 					       int op);
 

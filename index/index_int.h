@@ -29,7 +29,9 @@
 /* Largest log entry / snapshot object read back. */
 #define INDEX_ENTRY_MAX ((size_t)256 << 20)
 #define INDEX_OBJECT_MAX ((size_t)1024 << 20)
-#define INDEX_COMMIT_ATTEMPTS 50
+#define INDEX_COMMIT_ATTEMPTS 1000
+/* Time a commit keeps retrying against other nodes before NO [UNAVAILABLE]. */
+#define INDEX_COMMIT_BUDGET_USEC (20ULL * 1000 * 1000)
 #define INDEX_PUT_TRIES 3
 #define INDEX_LRU_MAX 1000
 /* A warm account checks the snapshot hint at most this often, to notice

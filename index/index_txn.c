@@ -1066,7 +1066,12 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 	struct store *st = a->idx->store;
 	bool changed = false;
 
+	uint64_t started = time_mono_usec();
 	for (int attempt = 0; attempt < INDEX_COMMIT_ATTEMPTS; attempt++) {
+		/* Busy accounts on several nodes: retry for a while rather
+		 * than a fixed number of times. */
+		if (attempt > 0 && time_mono_usec() - started > INDEX_COMMIT_BUDGET_USEC)
+			break;
 		uint64_t seq = a->seq + 1;
 		json_t *all = json_array();
 		struct undo u;
@@ -1109,7 +1114,7 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 		len = strlen(bytes);
 		char *key = account_key(a, "log/%016llx",
 					(unsigned long long)seq);
-		bool ours = false, unknown = false, conflict = false;
+		bool ours = false, conflict = false;
 		int rc = 0;
 		for (int put = 0; put < INDEX_PUT_TRIES; put++) {
 			rc = store_put(st, key, bytes, len,
@@ -1119,13 +1124,15 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 				break;
 			}
 			if (rc == KURA_ECONFLICT) {
+				/* Always look: a lost answer can hide on any
+				 * layer (a resent request, a truncated reply),
+				 * so "conflict" may be our own earlier write.
+				 * The entry's id decides. */
 				conflict = true;
-				rc = unknown ? entry_is_ours(a, seq, idhex,
-							     &ours, &err) : 0;
+				rc = entry_is_ours(a, seq, idhex, &ours, &err);
 				break;
 			}
 			/* The write may have happened: same bytes again. */
-			unknown = true;
 			log_warn("event=index_put_failed user=%s seq=%llu "
 				 "try=%d error=\"%s\"", a->user,
 				 (unsigned long long)seq, put + 1,
@@ -1162,14 +1169,17 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 					"cannot read the account log");
 			return changed;
 		}
-		if (attempt >= 2) {
-			uint32_t r;
+		if (attempt >= 1) {
+			/* Exponential backoff with full jitter, capped, so
+			 * that two nodes racing for the same head do not keep
+			 * colliding. */
+			uint32_t r, cap = 1u << (attempt < 8 ? attempt : 8);
 			random_bytes(&r, sizeof(r));
-			index_sleep_ms(r % (2u * (unsigned)attempt + 1));
+			index_sleep_ms(r % (cap + 1));
 		}
 	}
-	log_warn("event=index_commit_gave_up user=%s attempts=%d", a->user,
-		 INDEX_COMMIT_ATTEMPTS);
+	log_warn("event=index_commit_gave_up user=%s usec=%llu", a->user,
+		 (unsigned long long)(time_mono_usec() - started));
 	set_parts_error(parts, KURA_EUNAVAIL, "too many concurrent updates");
 	return changed;
 }
@@ -1204,7 +1214,26 @@ static void waiters_remove(struct account *a, struct lock_waiter *w)
 	w->next = NULL;
 }
 
+static int txn_commit(struct index_txn *t, const char **error_r);
+
 int index_txn_commit(struct index_txn *t, const char **error_r)
+{
+	/* The error text may live in the transaction; callers often free it
+	 * before they report: hand out a thread-local copy. */
+	static __thread char errbuf[256];
+	const char *err = NULL;
+	int rc = txn_commit(t, &err);
+	if (error_r != NULL) {
+		*error_r = NULL;
+		if (err != NULL) {
+			snprintf(errbuf, sizeof(errbuf), "%s", err);
+			*error_r = errbuf;
+		}
+	}
+	return rc;
+}
+
+static int txn_commit(struct index_txn *t, const char **error_r)
 {
 	struct account *a = t->a;
 	struct commit_part p;

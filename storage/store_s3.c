@@ -102,6 +102,7 @@ struct s3_req {
 	long status;
 	uint64_t content_length;
 	bool have_length;
+	bool chunked;		/* Transfer-Encoding: chunked (curl checks its end) */
 	uint64_t range_start;
 	bool have_range;
 	int64_t mtime;
@@ -988,6 +989,7 @@ static void s3_req_reset(struct s3_req *rq)
 	rq->status = 0;
 	rq->content_length = 0;
 	rq->have_length = false;
+	rq->chunked = false;
 	rq->range_start = 0;
 	rq->have_range = false;
 	rq->mtime = 0;
@@ -1126,6 +1128,7 @@ static size_t s3_header_cb(char *p, size_t size, size_t n, void *arg)
 				(sp[3] - '0');
 		rq->status = st;
 		rq->have_length = false;
+		rq->chunked = false;
 		rq->have_range = false;
 		rq->put_id[0] = '\0';
 		return size * n;
@@ -1148,6 +1151,8 @@ static size_t s3_header_cb(char *p, size_t size, size_t n, void *arg)
 	if (s3_ieq(p, nlen, "Content-Length")) {
 		rq->have_length = kstr_to_u64(kstr_make(v, vlen),
 					      &rq->content_length);
+	} else if (s3_ieq(p, nlen, "Transfer-Encoding")) {
+		rq->chunked = vlen >= 7 && strncasecmp(v + vlen - 7, "chunked", 7) == 0;
 	} else if (s3_ieq(p, nlen, "Content-Range")) {
 		rq->have_range = s3_parse_range(v, vlen, &rq->range_start);
 	} else if (s3_ieq(p, nlen, "Last-Modified")) {
@@ -1545,7 +1550,23 @@ static int s3_get(struct store *st, const char *key, uint64_t off,
 	} else if (rq.result != CURLE_OK) {
 		r = s3_fail(&rq, attempts, error_r);
 	} else if (rq.status == 200 || rq.status == 206) {
-		r = 0;
+		/* A reply cut short can still look like a success to curl
+		 * (a closed connection ends the body): the length must be
+		 * announced and met. */
+		uint64_t got = buf_used(out) - rq.out_used0;
+		uint64_t want = rq.content_length;
+		if (rq.have_length && rq.status == 200 && rq.ranged) {
+			/* the server ignored the range: we cut it out */
+			uint64_t skip = KURA_MIN(rq.range_off, want);
+			want = KURA_MIN(want - skip, rq.range_len);
+		}
+		if ((!rq.have_length && !rq.chunked) || (rq.have_length && got != want))
+			r = s3_error(error_r, KURA_EUNAVAIL,
+				     "s3: GET %s: truncated response (%" PRIu64
+				     " of %" PRIu64 " bytes)", key, got,
+				     rq.have_length ? rq.content_length : 0);
+		else
+			r = 0;
 	} else if (rq.status == 416) {
 		/* the range starts at or past the end: nothing to append */
 		r = 0;
@@ -1615,6 +1636,12 @@ static int s3_put(struct store *st, const char *key, const void *data,
 
 		if (hr == 0 && strcmp(got, put_id) == 0)
 			r = 0;
+		else if (hr == 0 && got[0] == '\0')
+			/* Every create-only writer sets a put id: none means
+			 * the answer was cut short. Unknown, not a conflict. */
+			r = s3_error(error_r, KURA_EUNAVAIL,
+				     "s3: PUT %s: 412, and the object's put id "
+				     "could not be read", key);
 		else if (hr == KURA_EUNAVAIL)
 			r = s3_error(error_r, KURA_EUNAVAIL,
 				     "s3: PUT %s: 412, but whether the object "
