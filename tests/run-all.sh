@@ -63,6 +63,10 @@ if [ -n "$KURA_S3_URL" ]; then
 	KURA_BIN="$B/kura-imapd" KURA_STORE="$KURA_S3_URL/run$$/{module}" \
 		python3 tests/integ/run.py > "$LOG/integ-s3.out" 2>&1 || status=1
 	grep -vE '^(ok|PASS) ' "$LOG/integ-s3.out" | tail -60
+
+	echo "== fault tests (two nodes, kills, RGW outage, fault proxy, cold node)"
+	KURA_BIN="$B/kura-imapd" python3 tests/fault/run.py > "$LOG/fault.out" 2>&1 || status=1
+	grep -vE '^(ok|PASS) ' "$LOG/fault.out" | tail -40
 fi
 
 passed=0; failed=0
