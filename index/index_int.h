@@ -127,6 +127,9 @@ struct account {
 	/* When the state was last proven to be the head of the log
 	 * (account_verify_head); 0 = never. */
 	uint64_t verified_usec;
+	uint64_t last_commit_usec;	/* end of our last successful commit */
+	uint64_t last_foreign_usec;	/* last entry applied from another node */
+	uint64_t put_usec_avg;	/* moving average of a log PUT's latency */
 
 	/* Per-thread map and LRU of unreferenced accounts. */
 	struct account *hnext;

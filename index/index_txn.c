@@ -985,6 +985,7 @@ static int read_entries(struct account *a, bool *changed_r,
 			return rc;
 		}
 		*changed_r = true;
+		a->last_foreign_usec = time_mono_usec();
 	}
 }
 
@@ -1044,19 +1045,32 @@ static void set_parts_error(struct commit_part *parts, int rc,
 	}
 }
 
-/* Whether log/<seq> is the entry with our id. */
+/* Whether log/<seq> is the entry with our id. When it is another
+ * node's, it is applied at once (*applied_r): the caller then tries the
+ * next seq without another round trip. */
 static int entry_is_ours(struct account *a, uint64_t seq, const char *id,
-			 bool *ours_r, const char **error_r)
+			 bool *ours_r, bool *applied_r, const char **error_r)
 {
 	json_t *e;
 	*ours_r = false;
+	*applied_r = false;
 	int rc = log_read(a, seq, &e, error_r);
 	if (rc != 0)
 		return rc;
 	const char *eid = json_string_value(json_object_get(e, "id"));
 	*ours_r = eid != NULL && strcmp(eid, id) == 0;
+	if (!*ours_r && seq == a->seq + 1) {
+		rc = index_apply_entry(a, e, seq);
+		if (rc != 0) {
+			*error_r = "log entry is malformed";
+			rc = KURA_ECORRUPT;
+		} else {
+			*applied_r = true;
+			a->last_foreign_usec = time_mono_usec();
+		}
+	}
 	json_decref(e);
-	return 0;
+	return rc;
 }
 
 /* Commits the parts as one entry. Lock held. Sets every part's rc.
@@ -1072,6 +1086,24 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 		 * than a fixed number of times. */
 		if (attempt > 0 && time_mono_usec() - started > INDEX_COMMIT_BUDGET_USEC)
 			break;
+		/* Fairness between nodes: while another node is writing this
+		 * account too, a node that committed a moment ago waits a
+		 * random few ms before its next entry, so
+		 * that a node that lost the race (and retries at once) gets its
+		 * turn instead of starving behind back-to-back commits. Group
+		 * commit gathers what arrives meanwhile. */
+		uint64_t now = time_mono_usec();
+		if (attempt == 0 && a->last_commit_usec != 0 &&
+		    now - a->last_commit_usec < 2 * a->put_usec_avg + 1000) {
+			/* About one to two PUT round trips: what a loser needs
+			 * to read our entry and write the next one. */
+			uint32_t r;
+			random_bytes(&r, sizeof(r));
+			uint64_t us = a->put_usec_avg + r % (a->put_usec_avg + 1);
+			if (us > 4000)
+				us = 4000;
+			index_sleep_ms((uint32_t)((us + 999) / 1000));
+		}
 		uint64_t seq = a->seq + 1;
 		json_t *all = json_array();
 		struct undo u;
@@ -1114,11 +1146,17 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 		len = strlen(bytes);
 		char *key = account_key(a, "log/%016llx",
 					(unsigned long long)seq);
-		bool ours = false, conflict = false;
+		bool ours = false, conflict = false, applied = false;
 		int rc = 0;
 		for (int put = 0; put < INDEX_PUT_TRIES; put++) {
+			uint64_t t0 = time_mono_usec();
 			rc = store_put(st, key, bytes, len,
 				       STORE_PUT_CREATE_ONLY, NULL, &err);
+			if (rc == 0 || rc == KURA_ECONFLICT) {
+				uint64_t d = time_mono_usec() - t0;
+				a->put_usec_avg = a->put_usec_avg == 0 ? d :
+					(a->put_usec_avg * 7 + d) / 8;
+			}
 			if (rc == 0) {
 				ours = true;
 				break;
@@ -1129,7 +1167,7 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 				 * so "conflict" may be our own earlier write.
 				 * The entry's id decides. */
 				conflict = true;
-				rc = entry_is_ours(a, seq, idhex, &ours, &err);
+				rc = entry_is_ours(a, seq, idhex, &ours, &applied, &err);
 				break;
 			}
 			/* The write may have happened: same bytes again. */
@@ -1154,6 +1192,7 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 			 * returns within seconds, far below the sweeper's
 			 * grace). */
 			a->verified_usec = time_mono_usec();
+			a->last_commit_usec = a->verified_usec;
 			return true;
 		}
 		if (!conflict || rc != 0) {
@@ -1161,21 +1200,26 @@ static bool commit_batch(struct account *a, struct commit_part *parts)
 					"the object store is unavailable");
 			return changed;
 		}
-		/* Another node wrote seq: catch up and evaluate again. */
+		/* Another node wrote seq. We applied it already: try seq+1 at
+		 * once (one round trip per lost race, so a node does not
+		 * starve behind a busy one). Reading forward until a 404
+		 * first would only widen the window in which we lose again. */
+		if (applied) {
+			changed = true;
+			if (attempt >= 4) {
+				/* A little jitter once races repeat. */
+				uint32_t r;
+				random_bytes(&r, sizeof(r));
+				index_sleep_ms(r % 4);
+			}
+			continue;
+		}
 		rc = read_entries(a, &changed, &err);
 		if (rc != 0) {
 			set_parts_error(parts, rc == KURA_ECORRUPT ?
 					KURA_ECORRUPT : KURA_EUNAVAIL,
 					"cannot read the account log");
 			return changed;
-		}
-		if (attempt >= 1) {
-			/* Exponential backoff with full jitter, capped, so
-			 * that two nodes racing for the same head do not keep
-			 * colliding. */
-			uint32_t r, cap = 1u << (attempt < 8 ? attempt : 8);
-			random_bytes(&r, sizeof(r));
-			index_sleep_ms(r % (cap + 1));
 		}
 	}
 	log_warn("event=index_commit_gave_up user=%s usec=%llu", a->user,
