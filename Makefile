@@ -4,6 +4,8 @@
 #   make test       install deps, build, run every test
 #   make asan       the same tests under ASan + UBSan
 #   make fuzz       build and run the libFuzzer targets for FUZZ_SECONDS
+#   make bench      kura (fs, Ceph RGW) and Dovecot side by side -> bench/BENCH.md
+#   make bench-quick  the same, short (under 3 minutes), -> bench/BENCH-quick.md
 #   make unit       unit tests only
 
 CC ?= cc
@@ -24,7 +26,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps run test unit asan fuzz fuzz-build clean bench
+.PHONY: all deps run test unit asan fuzz fuzz-build clean bench bench-quick
 
 all: $(BUILD)/kura-imapd $(BUILD)/kura-ctl $(UNIT_BIN) $(BUILD)/tests/fuzz-replay \
 	$(BUILD)/bench/kura-bench $(BUILD)/bench/test_bench_resp
@@ -79,6 +81,9 @@ fuzz: deps
 
 bench: deps all
 	@sh bench/run-bench.sh
+
+bench-quick: deps all
+	@QUICK=1 sh bench/run-bench.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
