@@ -1,0 +1,1 @@
+sh bench/cold-fetch.sh fill --port 56927 --user cold --password pwcold --count 10000 --seed 1 --batch 1

@@ -1,0 +1,1 @@
+build/bench/kura-bench --host 127.0.0.1 --port 49663 --users u%d --user-count 100 --password pw%s --clients 20 --duration 25 --warmup 2 --seed 1 --profile persistent --json /work/main/bench/results/20261129-043657/kura-persistent.json

@@ -1,0 +1,1 @@
+build/bench/kura-bench --host 127.0.0.1 --port 33635 --users u%d --user-count 100 --password pw%s --clients 20 --idle-conns 1000 --duration 25 --warmup 2 --seed 1 --profile idle --json /work/main/bench/results/20261129-043657/kura-s3-idle.json

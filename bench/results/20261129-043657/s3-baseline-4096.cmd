@@ -1,0 +1,1 @@
+build/bench/s3-baseline --host 127.0.0.1:38899 --bucket kura-bench --size 4096 --concurrency 20 --count 3000 --seed 1 --prefix s3-baseline-3796 --json /work/main/bench/results/20261129-043657/s3-baseline-4096.json
