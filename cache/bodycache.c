@@ -26,6 +26,7 @@
  * Once the scan is done, a key without an entry is a miss without any
  * system call. */
 #include "cache/bodycache.h"
+#include "lib/fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -68,7 +69,6 @@
 #define BC_NAME_ROOM 40
 #define BC_EVICT_BATCH 32
 #define BC_MERGE_BATCH 1024
-#define BC_IO_CHUNK (1u << 30)
 #define BC_WARN_EVERY_USEC (10 * 1000000ull)
 #define BC_CRC_INIT 0xffffffffu
 
@@ -207,114 +207,8 @@ static void bc_count(atomic_uint_fast64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* ---- one wrapper per operation: the ring inside a task, else a
- * blocking syscall (the pattern of storage/store_fs.c) ---- */
-
-static struct loop *bc_ring(void)
-{
-	return task_current() != NULL ? loop_current() : NULL;
-}
-
-static int bc_open(const char *path, int flags, mode_t mode)
-{
-	struct loop *l = bc_ring();
-	int r;
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_openat(sqe, AT_FDCWD, path, flags, mode);
-		return task_io(sqe);
-	}
-	do {
-		r = open(path, flags, mode);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
-}
-
-static int bc_close(int fd)
-{
-	struct loop *l = bc_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_close(sqe, fd);
-		return task_io(sqe);
-	}
-	/* No retry on EINTR: Linux has released the descriptor anyway. */
-	return close(fd) < 0 ? -errno : 0;
-}
-
-static int bc_pread(int fd, void *p, size_t len, uint64_t off)
-{
-	struct loop *l = bc_ring();
-	ssize_t r;
-
-	if (len > BC_IO_CHUNK)
-		len = BC_IO_CHUNK;
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_read(sqe, fd, p, (unsigned)len, off);
-		return task_io(sqe);
-	}
-	do {
-		r = pread(fd, p, len, (off_t)off);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : (int)r;
-}
-
-static int bc_pwrite(int fd, const void *p, size_t len, uint64_t off)
-{
-	struct loop *l = bc_ring();
-	ssize_t r;
-
-	if (len > BC_IO_CHUNK)
-		len = BC_IO_CHUNK;
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_write(sqe, fd, p, (unsigned)len, off);
-		return task_io(sqe);
-	}
-	do {
-		r = pwrite(fd, p, len, (off_t)off);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : (int)r;
-}
-
-static int bc_rename(const char *from, const char *to)
-{
-	struct loop *l = bc_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_renameat(sqe, AT_FDCWD, from, AT_FDCWD, to, 0);
-		return task_io(sqe);
-	}
-	return rename(from, to) < 0 ? -errno : 0;
-}
-
-static int bc_unlink(const char *path)
-{
-	struct loop *l = bc_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_unlinkat(sqe, AT_FDCWD, path, 0);
-		return task_io(sqe);
-	}
-	return unlink(path) < 0 ? -errno : 0;
-}
-
-static int bc_mkdir(const char *path, mode_t mode)
-{
-	struct loop *l = bc_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_mkdirat(sqe, AT_FDCWD, path, mode);
-		return task_io(sqe);
-	}
-	return mkdir(path, mode) < 0 ? -errno : 0;
-}
+/* File I/O goes through lib/fileio.h: the ring inside a task, a
+ * blocking syscall elsewhere. */
 
 /* Reads up to len bytes at off, stopping early only at the end of the
  * file. Returns the count or -errno. */
@@ -323,7 +217,7 @@ static int64_t bc_read_full(int fd, void *p, size_t len, uint64_t off)
 	size_t got = 0;
 
 	while (got < len) {
-		int r = bc_pread(fd, (uint8_t *)p + got, len - got, off + got);
+		int r = fileio_pread(fd, (uint8_t *)p + got, len - got, off + got);
 		if (r < 0)
 			return r;
 		if (r == 0)
@@ -338,7 +232,7 @@ static int bc_write_full(int fd, const void *p, size_t len, uint64_t off)
 	size_t done = 0;
 
 	while (done < len) {
-		int r = bc_pwrite(fd, (const uint8_t *)p + done, len - done,
+		int r = fileio_pwrite(fd, (const uint8_t *)p + done, len - done,
 				  off + done);
 		if (r < 0)
 			return r;
@@ -359,7 +253,7 @@ static int bc_mkdir_p(char *path)
 		if (path[i] != '/' && path[i] != '\0')
 			continue;
 		path[i] = '\0';
-		r = bc_mkdir(path, 0700);
+		r = fileio_mkdirat(AT_FDCWD, path, 0700);
 		if (i < len)
 			path[i] = '/';
 		if (r < 0 && r != -EEXIST)
@@ -523,7 +417,7 @@ static void bc_evict(struct bodycache *bc)
 			return;
 		for (size_t i = 0; i < n; i++) {
 			bc_path(bc, victims[i], true, path);
-			int r = bc_unlink(path);
+			int r = fileio_unlinkat(AT_FDCWD, path, 0);
 			if (r == 0)
 				bc_count(&bc->evictions);
 			else if (r != -ENOENT && r != -ENOTDIR)
@@ -542,7 +436,7 @@ static void bc_drop_bad(struct bodycache *bc, uint64_t h, const char *path,
 	bc_count(&bc->corrupt);
 	bc_warn(bc, "event=bodycache_bad_file file=%s reason=\"%s\"", path,
 		why);
-	int r = bc_unlink(path);
+	int r = fileio_unlinkat(AT_FDCWD, path, 0);
 	if (r < 0 && r != -ENOENT)
 		bc_warn(bc, "event=bodycache_unlink file=%s error=\"%s\"", path,
 			strerror(-r));
@@ -718,7 +612,7 @@ int bodycache_get(struct bodycache *bc, const char *key, uint64_t off,
 		return bc_miss(bc);
 
 	bc_path(bc, h, true, path);
-	fd = bc_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	fd = fileio_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (fd == -ENOENT || fd == -ENOTDIR) {
 		/* vanished (directory wiped): the entry is stale */
 		bc_forget(bc, h);
@@ -794,7 +688,7 @@ bad:
 	bc_drop_bad(bc, h, path, why);
 	rc = bc_miss(bc);
 out:
-	bc_close(fd);
+	fileio_close(fd);
 	free(probe);
 	free(tmp);
 	return rc;
@@ -820,13 +714,13 @@ static int bc_make_subdir(struct bodycache *bc, uint64_t h)
 	int r;
 
 	bc_path(bc, h, false, path);
-	r = bc_mkdir(path, 0700);
+	r = fileio_mkdirat(AT_FDCWD, path, 0700);
 	if (r == -ENOENT) {
 		char root[PATH_MAX];
 		memcpy(root, bc->dir, bc->dir_len + 1);
 		r = bc_mkdir_p(root);
 		if (r == 0)
-			r = bc_mkdir(path, 0700);
+			r = fileio_mkdirat(AT_FDCWD, path, 0700);
 	}
 	return r == -EEXIST ? 0 : r;
 }
@@ -862,14 +756,14 @@ int bodycache_put(struct bodycache *bc, const char *key, const void *data,
 
 	meta = bc_build_meta(key, data, len, &meta_len);
 	bc_tmp_path(bc, h, tmp);
-	fd = bc_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = fileio_openat(AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -ENOENT) {
 		r = bc_make_subdir(bc, h);
 		if (r < 0) {
 			op = "mkdir";
 			fd = r;
 		} else {
-			fd = bc_open(tmp, O_WRONLY | O_CREAT | O_EXCL |
+			fd = fileio_openat(AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_EXCL |
 				     O_CLOEXEC, 0600);
 		}
 	}
@@ -883,15 +777,15 @@ int bodycache_put(struct bodycache *bc, const char *key, const void *data,
 		r = bc_write_full(fd, data, len, meta_len);
 	if (r == 0) {
 		op = "close";
-		r = bc_close(fd);
+		r = fileio_close(fd);
 	} else {
-		bc_close(fd);
+		fileio_close(fd);
 	}
 	if (r < 0)
 		goto fail;
 	op = "rename";
 	bc_path(bc, h, true, path);
-	r = bc_rename(tmp, path);
+	r = fileio_renameat(AT_FDCWD, tmp, path, 0);
 	if (r < 0)
 		goto fail;
 	free(meta);
@@ -900,7 +794,7 @@ int bodycache_put(struct bodycache *bc, const char *key, const void *data,
 	bc_evict(bc);
 	return 0;
 fail:
-	bc_unlink(tmp);
+	fileio_unlinkat(AT_FDCWD, tmp, 0);
 fail_notmp:
 	free(meta);
 	bc_warn(bc, "event=bodycache_put op=%s file=%s error=\"%s\"", op, tmp,
@@ -918,7 +812,7 @@ void bodycache_remove(struct bodycache *bc, const char *key)
 	h = bc_hash(key);
 	bc_forget(bc, h);
 	bc_path(bc, h, true, path);
-	bc_unlink(path);
+	fileio_unlinkat(AT_FDCWD, path, 0);
 }
 
 /* ---- the start-up scan ---- */

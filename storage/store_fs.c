@@ -10,6 +10,7 @@
  * atomically, also across processes) or rename()s it over the final
  * name, and fsyncs the directory. */
 #include "storage/store.h"
+#include "lib/fileio.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -38,7 +39,6 @@
 #define FS_TMP_NAME_SIZE (FS_TMP_PREFIX_LEN + 16 + 1)
 /* One read/write SQE moves at most this much (the SQE length is 32
  * bits, the kernel caps a single read near 2 GiB). */
-#define FS_IO_CHUNK (1u << 30)
 /* A concurrent del may remove an empty directory between our mkdir and
  * our create; each retry starts the put over. */
 #define FS_PUT_RETRIES 8
@@ -74,175 +74,6 @@ static int fs_fail(const char **error_r, const char *op, const char *path,
 {
 	return fs_error(error_r, KURA_EUNAVAIL, "fs: %s %s: %s", op,
 			path[0] != '\0' ? path : ".", strerror(-err));
-}
-
-/* ---- one wrapper per operation: the ring inside a task, else a
- * blocking syscall ---- */
-
-static struct loop *fs_ring(void)
-{
-	return task_current() != NULL ? loop_current() : NULL;
-}
-
-static int fs_openat(int dfd, const char *path, int flags, mode_t mode)
-{
-	struct loop *l = fs_ring();
-	int r;
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_openat(sqe, dfd, path, flags, mode);
-		return task_io(sqe);
-	}
-	do {
-		r = openat(dfd, path, flags, mode);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
-}
-
-static int fs_close(int fd)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_close(sqe, fd);
-		return task_io(sqe);
-	}
-	/* No retry on EINTR: Linux has released the descriptor anyway. */
-	return close(fd) < 0 ? -errno : 0;
-}
-
-static int fs_pread(int fd, void *p, size_t len, uint64_t off)
-{
-	struct loop *l = fs_ring();
-	ssize_t r;
-
-	if (len > FS_IO_CHUNK)
-		len = FS_IO_CHUNK;
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_read(sqe, fd, p, (unsigned)len, off);
-		return task_io(sqe);
-	}
-	do {
-		r = pread(fd, p, len, (off_t)off);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : (int)r;
-}
-
-static int fs_pwrite(int fd, const void *p, size_t len, uint64_t off)
-{
-	struct loop *l = fs_ring();
-	ssize_t r;
-
-	if (len > FS_IO_CHUNK)
-		len = FS_IO_CHUNK;
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_write(sqe, fd, p, (unsigned)len, off);
-		return task_io(sqe);
-	}
-	do {
-		r = pwrite(fd, p, len, (off_t)off);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : (int)r;
-}
-
-static int fs_fsync(int fd)
-{
-	struct loop *l = fs_ring();
-	int r;
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_fsync(sqe, fd, 0);
-		return task_io(sqe);
-	}
-	do {
-		r = fsync(fd);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : 0;
-}
-
-static int fs_linkat(int dfd, const char *from, const char *to)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_linkat(sqe, dfd, from, dfd, to, 0);
-		return task_io(sqe);
-	}
-	return linkat(dfd, from, dfd, to, 0) < 0 ? -errno : 0;
-}
-
-static int fs_renameat(int dfd, const char *from, const char *to,
-		       unsigned flags)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_renameat(sqe, dfd, from, dfd, to, flags);
-		return task_io(sqe);
-	}
-	return renameat2(dfd, from, dfd, to, flags) < 0 ? -errno : 0;
-}
-
-static int fs_unlinkat(int dfd, const char *path, int flags)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_unlinkat(sqe, dfd, path, flags);
-		return task_io(sqe);
-	}
-	return unlinkat(dfd, path, flags) < 0 ? -errno : 0;
-}
-
-static int fs_mkdirat(int dfd, const char *path, mode_t mode)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_mkdirat(sqe, dfd, path, mode);
-		return task_io(sqe);
-	}
-	return mkdirat(dfd, path, mode) < 0 ? -errno : 0;
-}
-
-static int fs_statx(int dfd, const char *path, int flags, unsigned mask,
-		    struct statx *stx)
-{
-	struct loop *l = fs_ring();
-	int r;
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_statx(sqe, dfd, path, flags, mask, stx);
-		return task_io(sqe);
-	}
-	do {
-		r = statx(dfd, path, flags, mask, stx);
-	} while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : 0;
-}
-
-static int fs_fsetxattr(int fd, const char *name, const void *value,
-			size_t len)
-{
-	struct loop *l = fs_ring();
-
-	if (l != NULL) {
-		struct io_uring_sqe *sqe = loop_get_sqe(l);
-		io_uring_prep_fsetxattr(sqe, fd, name, value, 0,
-					(unsigned)len);
-		return task_io(sqe);
-	}
-	return fsetxattr(fd, name, value, len, 0) < 0 ? -errno : 0;
 }
 
 /* ---- helpers ---- */
@@ -293,7 +124,7 @@ static size_t fs_dirname(const char *key, char *dir)
 /* Opens dir (relative to the root; "" is the root itself) for fsync. */
 static int fs_open_dir(struct store_fs *s, const char *dir)
 {
-	return fs_openat(s->root_fd, dir[0] != '\0' ? dir : ".",
+	return fileio_openat(s->root_fd, dir[0] != '\0' ? dir : ".",
 			 O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 }
 
@@ -304,8 +135,8 @@ static int fs_fsync_dir(struct store_fs *s, const char *dir)
 
 	if (fd < 0)
 		return fd;
-	r = fs_fsync(fd);
-	r2 = fs_close(fd);
+	r = fileio_fsync(fd);
+	r2 = fileio_close(fd);
 	return r < 0 ? r : r2;
 }
 
@@ -318,14 +149,14 @@ static int fs_mkdir_p(struct store_fs *s, char *dir, const char **error_r)
 	char *slash = strrchr(dir, '/');
 	int r;
 
-	r = fs_mkdirat(s->root_fd, dir, 0755);
+	r = fileio_mkdirat(s->root_fd, dir, 0755);
 	if (r == -ENOENT && slash != NULL) {
 		*slash = '\0';
 		r = fs_mkdir_p(s, dir, error_r);
 		*slash = '/';
 		if (r != 0)
 			return r;
-		r = fs_mkdirat(s->root_fd, dir, 0755);
+		r = fileio_mkdirat(s->root_fd, dir, 0755);
 		if (r == -ENOENT)
 			return FS_RETRY;
 	}
@@ -395,7 +226,7 @@ static int fs_get(struct store *st, const char *key, uint64_t off,
 	r = fs_check_key(key, error_r);
 	if (r < 0)
 		return r;
-	fd = fs_openat(s->root_fd, key, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	fd = fileio_openat(s->root_fd, key, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (fd == -ENOENT || fd == -ENOTDIR)
 		return fs_error(error_r, KURA_ENOTFOUND, "fs: %s: not found",
 				key);
@@ -403,7 +234,7 @@ static int fs_get(struct store *st, const char *key, uint64_t off,
 		return fs_fail(error_r, "open", key, fd);
 	/* Size from the open file: a concurrent put replaces the name, not
 	 * this inode. */
-	r = fs_statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &stx);
+	r = fileio_statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &stx);
 	if (r < 0) {
 		fs_fail(error_r, "stat", key, r);
 		goto out;
@@ -427,7 +258,7 @@ static int fs_get(struct store *st, const char *key, uint64_t off,
 		}
 	}
 	while (got < n) {
-		r = fs_pread(fd, dst + got, (size_t)(n - got), off + got);
+		r = fileio_pread(fd, dst + got, (size_t)(n - got), off + got);
 		if (r < 0) {
 			fs_fail(error_r, "read", key, r);
 			goto out;
@@ -439,7 +270,7 @@ static int fs_get(struct store *st, const char *key, uint64_t off,
 	buf_commit(out, (size_t)got);
 	r = 0;
 out:
-	fs_close(fd);
+	fileio_close(fd);
 	return r < 0 && r != KURA_ENOTFOUND && r != KURA_ETOOBIG ?
 		KURA_EUNAVAIL : r;
 }
@@ -454,7 +285,7 @@ static int fs_head(struct store *st, const char *key, struct store_stat *st_r,
 	r = fs_check_key(key, error_r);
 	if (r < 0)
 		return r;
-	r = fs_statx(s->root_fd, key, AT_SYMLINK_NOFOLLOW,
+	r = fileio_statx(s->root_fd, key, AT_SYMLINK_NOFOLLOW,
 		     STATX_TYPE | STATX_SIZE | STATX_MTIME, &stx);
 	if (r == -ENOENT || r == -ENOTDIR ||
 	    (r == 0 && !S_ISREG(stx.stx_mode)))
@@ -485,15 +316,15 @@ static int fs_publish(int dfd, const char *tmp, const char *base,
 	int r;
 
 	if (!create_only) {
-		r = fs_renameat(dfd, tmp, base, 0);
+		r = fileio_renameat(dfd, tmp, base, 0);
 		if (r == 0)
 			*tmp_exists = false;
 		return r;
 	}
-	r = fs_linkat(dfd, tmp, base);
+	r = fileio_linkat(dfd, tmp, base);
 	if (r == -EPERM || r == -EOPNOTSUPP) {
 		/* no hard links here: RENAME_NOREPLACE is just as atomic */
-		r = fs_renameat(dfd, tmp, base, RENAME_NOREPLACE);
+		r = fileio_renameat(dfd, tmp, base, RENAME_NOREPLACE);
 		if (r == 0)
 			*tmp_exists = false;
 	}
@@ -526,7 +357,7 @@ static int fs_put_once(struct store_fs *s, const char *key, char *dir,
 	}
 	for (int i = 0; i < 4; i++) {
 		fs_tmp_name(tmp);
-		fd = fs_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		fd = fileio_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			       0644);
 		if (fd != -EEXIST)
 			break;
@@ -541,7 +372,7 @@ static int fs_put_once(struct store_fs *s, const char *key, char *dir,
 	}
 	tmp_exists = true;
 	while (done < len) {
-		r = fs_pwrite(fd, (const uint8_t *)data + done, len - done,
+		r = fileio_pwrite(fd, (const uint8_t *)data + done, len - done,
 			      done);
 		if (r <= 0) {
 			r = fs_fail(error_r, "write", key, r < 0 ? r : -EIO);
@@ -550,18 +381,18 @@ static int fs_put_once(struct store_fs *s, const char *key, char *dir,
 		done += (size_t)r;
 	}
 	if (meta_len > 0) {
-		r = fs_fsetxattr(fd, FS_META_XATTR, meta, meta_len);
+		r = fileio_fsetxattr(fd, FS_META_XATTR, meta, meta_len);
 		if (r < 0 && r != -ENOTSUP && r != -EOPNOTSUPP) {
 			r = fs_fail(error_r, "setxattr", key, r);
 			goto out;
 		}
 	}
-	r = fs_fsync(fd);
+	r = fileio_fsync(fd);
 	if (r < 0) {
 		r = fs_fail(error_r, "fsync", key, r);
 		goto out;
 	}
-	r = fs_close(fd);
+	r = fileio_close(fd);
 	fd = -1;
 	if (r < 0) {
 		r = fs_fail(error_r, "close", key, r);
@@ -579,26 +410,26 @@ static int fs_put_once(struct store_fs *s, const char *key, char *dir,
 	if (tmp_exists) {
 		/* before the directory fsync, so that a crash cannot bring
 		 * the temp name back */
-		r = fs_unlinkat(dfd, tmp, 0);
+		r = fileio_unlinkat(dfd, tmp, 0);
 		if (r < 0)
 			log_warn("fs: unlink %s/%s: %s", dir, tmp,
 				 strerror(-r));
 		tmp_exists = false;
 	}
-	r = fs_fsync(dfd);
+	r = fileio_fsync(dfd);
 	if (r < 0)
 		r = fs_fail(error_r, "fsync", dir, r);
 out:
 	if (fd >= 0)
-		fs_close(fd);
+		fileio_close(fd);
 	if (tmp_exists) {
-		int r2 = fs_unlinkat(dfd, tmp, 0);
+		int r2 = fileio_unlinkat(dfd, tmp, 0);
 		if (r2 < 0 && r2 != -ENOENT)
 			log_warn("fs: unlink %s/%s: %s", dir, tmp,
 				 strerror(-r2));
 	}
 	if (dfd != s->root_fd)
-		fs_close(dfd);
+		fileio_close(dfd);
 	return r;
 }
 
@@ -642,7 +473,7 @@ static int fs_del(struct store *st, const char *key, const char **error_r)
 	r = fs_check_key(key, error_r);
 	if (r < 0)
 		return r;
-	r = fs_unlinkat(s->root_fd, key, 0);
+	r = fileio_unlinkat(s->root_fd, key, 0);
 	if (r == -ENOENT || r == -ENOTDIR || r == -EISDIR)
 		return 0;
 	if (r < 0)
@@ -654,7 +485,7 @@ static int fs_del(struct store *st, const char *key, const char **error_r)
 	while (n > 0) {
 		char *slash;
 
-		if (fs_unlinkat(s->root_fd, dir, AT_REMOVEDIR) < 0)
+		if (fileio_unlinkat(s->root_fd, dir, AT_REMOVEDIR) < 0)
 			break;
 		slash = strrchr(dir, '/');
 		n = slash != NULL ? (size_t)(slash - dir) : 0;
