@@ -554,6 +554,10 @@ struct list_req {
 	size_t nstatus;
 };
 
+/* Mailbox names are at most 1000 bytes; a longer pattern can match
+ * nothing, and would only cost the wildcard matcher O(pattern * name). */
+#define LIST_PATTERN_MAX 2048
+
 static struct kstr join_pattern(struct cmd_ctx *cx, struct kstr ref, struct kstr mbox)
 {
 	/* UTF8=ACCEPT: patterns may be UTF-8; names are kept in mUTF-7. */
@@ -625,6 +629,9 @@ static bool list_parse(struct cmd_ctx *cx, struct list_req *r, bool *empty_r)
 	} else {
 		return false;
 	}
+	for (size_t k = 0; k < r->npats; k++)
+		if (r->pats[k].len > LIST_PATTERN_MAX)
+			return false;
 	if (i < n) {
 		if (n - i != 2 || !arg_is_atom(&a[i], "RETURN") || a[i + 1].type != IMAP_ARG_LIST)
 			return false;
@@ -796,7 +803,7 @@ static bool list_pattern(struct cmd_ctx *cx, struct kstr *pat_r, bool *empty_r)
 		return false;
 	*empty_r = cx->args[1].str.len == 0;
 	*pat_r = join_pattern(cx, cx->args[0].str, cx->args[1].str);
-	return true;
+	return pat_r->len <= LIST_PATTERN_MAX;
 }
 
 void cmd_lsub(struct cmd_ctx *cx)
