@@ -453,6 +453,21 @@ void cmd_search(struct cmd_ctx *cx)
 
 /* ---- SORT / THREAD (RFC 5256) ---- */
 
+/* SORT and THREAD: args[0] is the criteria or algorithm, args[1] the
+ * charset, the rest search criteria; run as "CHARSET cs criteria..." so
+ * that search_parse checks the charset as SEARCH does. */
+static int search_after_charset(struct cmd_ctx *cx, uint32_t **uids_r, uint32_t **msns_r,
+				size_t *n_r, uint64_t *max_modseq_r, bool *want_modseq_r)
+{
+	struct imap_arg *args = arena_alloc(cx->a, cx->nargs * sizeof(*args));
+	memset(&args[0], 0, sizeof(args[0]));
+	args[0].type = IMAP_ARG_ATOM;
+	args[0].str = KSTR_LIT("CHARSET");
+	memcpy(args + 1, cx->args + 1, (cx->nargs - 1) * sizeof(*args));
+	return run_search(cx, args, cx->nargs, uids_r, msns_r, NULL, n_r, max_modseq_r,
+			  want_modseq_r);
+}
+
 void cmd_sort(struct cmd_ctx *cx)
 {
 	struct session *s = cx->s;
@@ -463,17 +478,11 @@ void cmd_sort(struct cmd_ctx *cx)
 			       error ? error : "SORT needs criteria, a charset and a search");
 		return;
 	}
-	/* args[1] is the charset: search_parse checks it as CHARSET does. */
-	struct imap_arg *args = arena_alloc(cx->a, (cx->nargs + 1) * sizeof(*args));
-	memset(&args[0], 0, sizeof(args[0]));
-	args[0].type = IMAP_ARG_ATOM;
-	args[0].str = KSTR_LIT("CHARSET");
-	memcpy(args + 1, cx->args + 1, (cx->nargs - 1) * sizeof(*args));
 	uint32_t *uids, *msns;
 	size_t n;
 	uint64_t max_modseq;
 	bool want_modseq;
-	if (run_search(cx, args, cx->nargs, &uids, &msns, NULL, &n, &max_modseq, &want_modseq) < 0)
+	if (search_after_charset(cx, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
 		return;
 	struct mailbox *mb = session_mailbox(s);
 	if (mb != NULL)
@@ -532,16 +541,11 @@ void cmd_thread(struct cmd_ctx *cx)
 		session_tagged(s, cx->tag, "BAD", NULL, "THREAD needs an algorithm, a charset and a search");
 		return;
 	}
-	struct imap_arg *args = arena_alloc(cx->a, (cx->nargs + 1) * sizeof(*args));
-	memset(&args[0], 0, sizeof(args[0]));
-	args[0].type = IMAP_ARG_ATOM;
-	args[0].str = KSTR_LIT("CHARSET");
-	memcpy(args + 1, cx->args + 1, (cx->nargs - 1) * sizeof(*args));
 	uint32_t *uids, *msns;
 	size_t n;
 	uint64_t max_modseq;
 	bool want_modseq;
-	if (run_search(cx, args, cx->nargs, &uids, &msns, NULL, &n, &max_modseq, &want_modseq) < 0)
+	if (search_after_charset(cx, &uids, &msns, &n, &max_modseq, &want_modseq) < 0)
 		return;
 	struct mailbox *mb = session_mailbox(s);
 	struct refs_ctx rc = { .s = s };
